@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test venv debian-test-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the interop tests drive: SIPp (sip-tester).
+debian-test-deps:
+	@command -v sipp >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester; }
+
+# Kamailio is the side-by-side reference in the benchmarks.
+debian-bench-deps: debian-test-deps
+	@command -v kamailio >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio; }
+
+run: $(STAMP)
+	$(VENV)/bin/callrouter serve --config config/callrouter.yaml
+
+test: $(STAMP) debian-test-deps
+	$(PY) -m pytest -q
+
+bench: $(STAMP) debian-bench-deps
+	$(PY) bench/parse.py
+	$(PY) bench/register.py
+
+clean:
+	rm -rf $(VENV) var
