@@ -94,6 +94,10 @@ class MemoryBindingStore:
         self._dirty.clear()
         return dirty
 
+    def mark_dirty(self, aors: Iterable[str]) -> None:
+        """Mark AORs for the next flush again (after a failed write)."""
+        self._dirty.update(aors)
+
     def load(self, bindings: Iterable[Binding], now: float) -> int:
         loaded = 0
         for b in bindings:

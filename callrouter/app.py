@@ -1,0 +1,167 @@
+"""Assembling the running service: store, registrar, SIP listeners and the HTTP side.
+
+`Runtime` is what `callrouter serve` runs and what the tests start in-process or as a
+subprocess; it owns the order of start-up (store and organisation first, so that the first
+REGISTER already finds its credentials) and of shutdown (bindings flushed last).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from provisioning.orgfile import apply_org
+from provisioning.store import Store
+from sipcore.auth import DigestAuthenticator, DigestCredentials
+from sipcore.endpoint import Endpoint
+from sipcore.guard import SourceGuard
+from sipcore.location import MemoryBindingStore, open_snapshot
+from sipcore.registrar import Registrar, RegistrarPolicy
+from sipcore.tls import server_context
+from sipcore.transaction import TransactionLayer
+from sipcore.transport import SipServer
+
+from .settings import Settings
+from .web import build_web_app
+
+log = logging.getLogger("callrouter")
+DEFAULT_REALM = "callrouter"
+PRUNE_EVERY = 30.0
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store: Store | None = None
+        self.bindings = MemoryBindingStore()
+        self.snapshot = None
+        self.credentials: dict[str, DigestCredentials] = {}
+        self.realm = DEFAULT_REALM
+        self.endpoint: Endpoint | None = None
+        self.sip: SipServer | None = None
+        self._web_runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.started_at = time.time()
+
+    # -- start and stop --------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self.store = await asyncio.to_thread(Store.open, s.store.url)
+        if s.org is not None:
+            summary = await asyncio.to_thread(apply_org, self.store, s.org)
+            log.info("organisation %s applied: %s", s.org, summary)
+        await asyncio.to_thread(self.reload_credentials)
+
+        self.snapshot = open_snapshot(s.location.url, s.location.snapshot_path)
+        loaded = self.bindings.load(await asyncio.to_thread(self.snapshot.read, time.time()), time.time())
+        log.info("restored %d bindings from %s", loaded, s.location.url)
+
+        self.endpoint = Endpoint(
+            registrar=Registrar(self.bindings, RegistrarPolicy(
+                min_expires=s.registrar.min_expires, max_expires=s.registrar.max_expires,
+                default_expires=s.registrar.default_expires)),
+            authenticator=DigestAuthenticator(s.auth.secret_bytes(), nonce_ttl=s.auth.nonce_ttl,
+                                              algorithms=tuple(s.auth.algorithms)),
+            guard=SourceGuard(rate=s.security.rate_limit, burst=s.security.rate_burst,
+                              ban_failures=s.security.ban_failures, ban_window=s.security.ban_window,
+                              ban_duration=s.security.ban_duration),
+            credentials=self.credentials.get,
+            realm=lambda _req: self.realm,
+            transactions=TransactionLayer(),
+        )
+        ssl_ctx = None
+        if s.sip.tls_port:
+            state_dir = Path(s.location.snapshot_path).parent
+            ssl_ctx = await asyncio.to_thread(server_context, s.sip.tls_cert, s.sip.tls_key, state_dir)
+        self.sip = SipServer(self.endpoint, s.sip.host, s.sip.port, s.sip.tls_port if ssl_ctx else -1,
+                             ssl_ctx, s.sip.max_message_size, s.sip.tcp_idle_timeout)
+        await self.sip.start()
+
+        app = build_web_app(self)
+        self._web_runner = web.AppRunner(app, access_log=None)
+        await self._web_runner.setup()
+        site = web.TCPSite(self._web_runner, s.api.host, s.api.port)
+        await site.start()
+        log.info("API listening on %s:%d", s.api.host, s.api.port)
+        self._tasks.append(asyncio.create_task(self._persist_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        if self.sip is not None:
+            await self.sip.stop()
+        if self._web_runner is not None:
+            await self._web_runner.cleanup()
+        await self.flush()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped")
+
+    # -- state ---------------------------------------------------------------------------------
+    def reload_credentials(self) -> None:
+        """Rebuild the username -> HA1 map from the store (called after every change)."""
+        creds = self.store.sip_credentials()
+        fresh = {c.username.lower(): DigestCredentials(c.username, c.realm, c.ha1) for c in creds}
+        realms = {c.realm for c in creds}
+        # One organisation per deployment today; its realm is the one challenges carry.
+        self.realm = sorted(realms)[0] if realms else DEFAULT_REALM
+        self.credentials.clear()
+        self.credentials.update(fresh)
+        log.info("%d SIP credentials loaded (realm %s)", len(fresh), self.realm)
+
+    async def flush(self) -> None:
+        changes = self.bindings.take_dirty()
+        if changes and self.snapshot is not None:
+            try:
+                await asyncio.to_thread(self.snapshot.write, changes)
+            except Exception:
+                # Put them back: the next round tries again rather than losing them.
+                self.bindings.mark_dirty(changes)
+                log.exception("could not persist %d bindings", len(changes))
+
+    async def _persist_loop(self) -> None:
+        interval = self.settings.location.snapshot_interval
+        last_prune = time.time()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            if now - last_prune >= PRUNE_EVERY:
+                self.bindings.prune(now)
+                last_prune = now
+            await self.flush()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    runtime = Runtime(settings)
+    await runtime.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    print(f"callrouter ready: SIP {settings.sip.host}:{runtime.sip.port} (UDP/TCP)"
+          f"{f', TLS {runtime.sip.tls_port}' if runtime.sip.ssl_context else ''}, "
+          f"API http://{settings.api.host}:{settings.api.port}", flush=True)
+    await stop.wait()
+    await runtime.stop()
+
+
+def run(settings: Settings) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(settings))

@@ -1,0 +1,90 @@
+"""The HTTP side of the runtime: health and Prometheus metrics (the REST API joins here)."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from .app import Runtime
+
+RUNTIME_KEY = web.AppKey("runtime", object)
+
+
+class RuntimeCollector:
+    """Reads the SIP core's plain counters at scrape time, so the hot path never touches
+    prometheus_client objects."""
+
+    def __init__(self, runtime: "Runtime"):
+        self.runtime = runtime
+
+    def collect(self):
+        rt = self.runtime
+        ep = rt.endpoint
+        if ep is None:
+            return
+        stats = ep.stats
+        reg = GaugeMetricFamily("callrouter_registrations", "Current bindings (registered contacts)")
+        reg.add_metric([], len(rt.bindings))
+        yield reg
+        aors = GaugeMetricFamily("callrouter_registered_aors", "Users with at least one binding")
+        aors.add_metric([], sum(1 for _ in rt.bindings.aors()))
+        yield aors
+        req = CounterMetricFamily("callrouter_sip_requests", "SIP requests received", labels=["method"])
+        for method, n in sorted(stats.requests.items()):
+            req.add_metric([method], n)
+        yield req
+        resp = CounterMetricFamily("callrouter_sip_responses", "SIP responses sent", labels=["class"])
+        for cls, n in sorted(stats.responses.items()):
+            resp.add_metric([cls], n)
+        yield resp
+        txn = GaugeMetricFamily("callrouter_sip_transactions", "SIP transactions in flight", labels=["kind"])
+        for kind, n in sorted(ep.transactions.counts().items()):
+            txn.add_metric([kind], n)
+        yield txn
+        perr = CounterMetricFamily("callrouter_sip_parse_errors", "Messages that could not be parsed")
+        perr.add_metric([], stats.parse_errors)
+        yield perr
+        drop = CounterMetricFamily("callrouter_sip_dropped", "Messages dropped", labels=["reason"])
+        for reason, n in sorted(stats.dropped.items()):
+            drop.add_metric([reason], n)
+        yield drop
+        auth = CounterMetricFamily("callrouter_sip_auth_failures", "Failed digest authentications")
+        auth.add_metric([], stats.auth_failures)
+        yield auth
+        bans = GaugeMetricFamily("callrouter_sip_banned_sources", "Source addresses currently banned")
+        bans.add_metric([], len(ep.guard.banned_sources(time.time())))
+        yield bans
+
+
+async def healthz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME_KEY]
+    ok = rt.endpoint is not None and rt.sip is not None
+    body = {
+        "status": "ok" if ok else "starting",
+        "uptimeSeconds": round(time.time() - rt.started_at, 1),
+        "registrations": len(rt.bindings),
+        "sip": {"port": rt.sip.port if rt.sip else None,
+                "tlsPort": rt.sip.tls_port if rt.sip and rt.sip.ssl_context else None},
+    }
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry: CollectorRegistry = request.app["registry"]
+    return web.Response(body=generate_latest(registry),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def build_web_app(runtime: "Runtime") -> web.Application:
+    app = web.Application()
+    app[RUNTIME_KEY] = runtime
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(runtime))
+    app["registry"] = registry
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
