@@ -1,0 +1,86 @@
+"""The ``callrouter`` command: serve, apply, demo.
+
+Operator mistakes (a bad settings file, a bad organisation file, an unreachable store) end
+in one line on stderr naming the file, line and key, and exit status 2; a traceback would
+bury that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import sys
+from collections.abc import Sequence
+
+from callrouter.settings import ConfigError, Settings, load_settings
+from provisioning.orgfile import OrgFileError, apply_org
+from provisioning.store import Store, StoreError
+
+EXIT_USAGE = 2
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callrouter", description="Self-hosted SIP calling service.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run SIP (UDP, TCP, TLS), RTP and the provisioning API")
+    serve.add_argument("--config", required=True, metavar="FILE", help="settings file (YAML)")
+
+    apply = commands.add_parser("apply", help="apply a declarative organisation file to the store")
+    apply.add_argument("file", metavar="FILE", help="organisation file (YAML)")
+    target = apply.add_mutually_exclusive_group()
+    target.add_argument("--config", metavar="FILE", help="settings file whose store.url to use")
+    target.add_argument("--store", metavar="URL", help="store URL (sqlite:///path or postgresql://...)")
+
+    commands.add_parser("demo", help="run a scripted call end to end")
+    return parser
+
+
+def _serve(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log.level, format=LOG_FORMAT)
+    # Imported here so apply and demo do not pay for (or depend on) the SIP and HTTP stack.
+    from callrouter import app
+
+    try:
+        result = app.run(settings)
+        if inspect.iscoroutine(result):
+            import asyncio
+
+            asyncio.run(result)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _apply(path: str, store_url: str) -> int:
+    with Store.open(store_url) as store:
+        summary = apply_org(store, path)
+    print(f"applied {path}: {summary}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(load_settings(args.config))
+        if args.command == "apply":
+            if args.store:
+                url = args.store
+            elif args.config:
+                url = load_settings(args.config).store.url
+            else:
+                url = Settings().store.url
+            return _apply(args.file, url)
+        print("callrouter demo: not available yet", file=sys.stderr)
+        return EXIT_USAGE
+    except (ConfigError, OrgFileError, StoreError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
