@@ -523,7 +523,7 @@ class _Applier:
         file_people = {row.id for row in people.values()}
         owner_of = {p.phone_number: people[p.spec.email].id for p in self.plan.people if p.phone_number}
         rows = self._fetch(Number, Number.e164, (e164 for plan in self.plan.locations for e164 in plan.numbers))
-        org_of_location = dict(self.session.execute(select(Location.id, Location.org_id)).tuples().all())
+        org_of_location = dict(self.session.execute(select(Location.id, Location.org_id)).all())
         for plan in self.plan.locations:
             location = locations[plan.spec.name]
             for e164, loc in plan.numbers.items():

@@ -346,7 +346,7 @@ class Store:
                     extension=person.extension,
                     phone_number=person.phone_number,
                 )
-                for device, person, location, org in session.execute(query).tuples()
+                for device, person, location, org in session.execute(query)
             ]
 
 
