@@ -199,10 +199,13 @@ def _reason(err: dict[str, Any]) -> str:
 def source_errors(
     exc: ValidationError, doc: YamlDocument, error_cls: type[SourceError]
 ) -> list[SourceError]:
-    """Translate every pydantic error into a located SourceError, in document order."""
-    out = []
+    """Translate every pydantic error into a located SourceError, most useful first."""
+    located = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        out.append(error_cls(doc.source, doc.line_for(loc), format_loc(loc), _reason(err)))
-    out.sort(key=lambda e: e.line or 0)
-    return out
+        error = error_cls(doc.source, doc.line_for(loc), format_loc(loc), _reason(err))
+        # A missing key is most often the consequence of a misspelt one ("nmae"), which is
+        # the error worth showing first; so missing keys sort after everything else.
+        located.append((err["type"] == "missing", error.line or 0, error))
+    located.sort(key=lambda item: item[:2])
+    return [error for _, _, error in located]
