@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log.level, format=LOG_FORMAT)
+    logging.basicConfig(format=LOG_FORMAT)
+    # Set separately: basicConfig ignores its level when the root logger already has handlers.
+    logging.getLogger().setLevel(settings.log.level)
     # Imported here so apply and demo do not pay for (or depend on) the SIP and HTTP stack.
     from callrouter import app
 
