@@ -122,8 +122,20 @@ class Registrar:
         resp = make_response(req, 200, to_tag=to_tag)
         if bindings:
             resp.set("Contact", [contact_value(b, now) for b in bindings])
-        resp.set("Date", formatdate(now, usegmt=True))
+        resp.set("Date", _http_date(now))
         return resp
+
+
+_date_cache: list = [None, ""]
+
+
+def _http_date(now: float) -> str:
+    """RFC 1123 date for the 200's Date header (phones set their clocks from it); formatting
+    it once per second matters at thousands of REGISTERs a second."""
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache[0], _date_cache[1] = second, formatdate(second, usegmt=True)
+    return _date_cache[1]
 
 
 def contact_value(b: Binding, now: float) -> str:
