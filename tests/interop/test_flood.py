@@ -1,0 +1,80 @@
+"""A flood of junk from one address must not starve legitimate phones elsewhere."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+from sipcore.message import parse
+from tests.server import NAMED_USERS, ServerProcess
+from tests.sipcore.sipclient import digest_authorization, register, request_uri
+
+
+def transact(sock: socket.socket, data: bytes, dest: tuple[str, int]) -> bytes:
+    """Send a request the way a phone does over UDP: retransmitted on Timer E (T1 = 0.5 s,
+    doubling), giving up after Timer F (32 s) — a lost datagram is normal on UDP."""
+    interval, deadline = 0.5, time.monotonic() + 32
+    while time.monotonic() < deadline:
+        sock.sendto(data, dest)
+        sock.settimeout(interval)
+        try:
+            return sock.recv(65535)
+        except socket.timeout:
+            interval = min(interval * 2, 4.0)
+    raise TimeoutError("no answer within Timer F")
+
+
+def register_over_udp(server: ServerProcess, sock: socket.socket, user: str, cseq: int) -> int:
+    """One challenge/response registration from `sock`; the same contact each time."""
+    local, dest = sock.getsockname(), ("127.0.0.1", server.sip_port)
+    first = register(user, host="127.0.0.1", port=server.sip_port, local=local, cseq=cseq,
+                     call_id=f"flood-{user}")
+    challenge = parse(transact(sock, first, dest))
+    assert challenge.status == 401
+    auth = digest_authorization(challenge.get_all("www-authenticate")[0], user,
+                                NAMED_USERS[user][0], "REGISTER", request_uri(first))
+    second = register(user, host="127.0.0.1", port=server.sip_port, local=local, cseq=cseq + 1,
+                      call_id=f"flood-{user}", authorization=auth)
+    return parse(transact(sock, second, dest)).status
+
+
+def test_junk_flood_from_one_source_does_not_starve_others(tmp_path):
+    server = ServerProcess(tmp_path, settings={"security": {"rate_limit": 200, "rate_burst": 400}})
+    server.start()
+    stop = threading.Event()
+    sent = [0]
+
+    def flood():
+        junk = [os.urandom(n) for n in (40, 300, 1200)] + [
+            b"INVITE sip:x SIP/2.0\r\nVia: broken\r\n\r\n",
+            b"REGISTER sip:127.0.0.1 SIP/2.0\r\n" + b"X-Junk: " + b"a" * 2000 + b"\r\n\r\n"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.3", 0))
+            while not stop.is_set():
+                for j in junk:
+                    s.sendto(j, ("127.0.0.1", server.sip_port))
+                    sent[0] += 1
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind(("127.0.0.2", 0))
+    try:
+        flooder.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        results = [register_over_udp(server, phone, "alice", cseq=2 * i + 1) for i in range(20)]
+        took = time.monotonic() - started
+        stop.set()
+        flooder.join(5)
+        assert results == [200] * 20
+        assert took < 20, f"20 registrations took {took:.1f} s under the flood"
+        assert sent[0] > 5000, "the flood was too small to prove anything"
+        dropped = server.metric("callrouter_sip_dropped_total", 'reason="rate_limited"')
+        assert dropped > sent[0] / 2, "most of the junk should be dropped before parsing"
+        assert server.proc.poll() is None
+    finally:
+        stop.set()
+        phone.close()
+        server.stop()
+    assert "Traceback" not in server.log()
