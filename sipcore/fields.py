@@ -2,14 +2,18 @@
 
 The message layer keeps header values as text; these parsers turn the ones we act on into
 objects, raising FieldError (a ValueError) with a reason that ends up in the 400's phrase.
+They run on every request (Via, From, To, CSeq are checked by `parse`), so the common
+shapes take fast paths built on str methods, and only unusual input walks characters.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .uri import URI, URIError
+from .uri import URI, URIError, split_hostport
 
 TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+# generic-param values that are not quoted: token / host (IPv6 references included).
+_VALUE_CHARS = TOKEN_CHARS | frozenset(":[]")
 _LWS = " \t"
 
 
@@ -18,7 +22,7 @@ class FieldError(ValueError):
 
 
 def is_token(text: str) -> bool:
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    return bool(text) and TOKEN_CHARS.issuperset(text)
 
 
 def split_commas(value: str) -> list[str]:
@@ -28,6 +32,8 @@ def split_commas(value: str) -> list[str]:
     """
     if "," not in value:
         return [value.strip()]
+    if '"' not in value and "<" not in value:
+        return [v.strip() for v in value.split(",")]
     items: list[str] = []
     start = 0
     in_quote = in_angle = False
@@ -53,54 +59,68 @@ def split_commas(value: str) -> list[str]:
     return items
 
 
-def parse_params(text: str) -> dict[str, str | None]:
-    """Parse ';name[=value]' parameters (LWS allowed around ';' and '='; quoted values kept quoted)."""
-    params: dict[str, str | None] = {}
-    text = text.strip()
-    if not text:
-        return params
-    if text[0] != ";":
-        raise FieldError("expected ';' before parameter")
-    i, n = 1, len(text)
+def _split_semicolons(text: str) -> list[str]:
+    """Split on the ';' that are not inside quoted strings."""
+    if '"' not in text:
+        return text.split(";")
+    parts: list[str] = []
+    start = i = 0
     while True:
-        while i < n and text[i] in _LWS:
-            i += 1
-        start = i
-        while i < n and text[i] in TOKEN_CHARS:
-            i += 1
-        name = text[start:i]
+        semi = text.find(";", i)
+        quote = text.find('"', i)
+        if semi < 0:
+            if quote >= 0:
+                _end_of_quoted(text, quote)  # an unterminated quote is an error
+            parts.append(text[start:])
+            return parts
+        if quote < 0 or semi < quote:
+            parts.append(text[start:semi])
+            start = i = semi + 1
+        else:
+            i = _end_of_quoted(text, quote)
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """Parse ';name[=value]' parameters (LWS allowed around ';' and '='; quoted values kept
+    quoted). Names are lower-cased; a value is a token, a host or a quoted string."""
+    if text[:1] != ";":
+        text = text.strip()
+        if not text:
+            return {}
+        if text[0] != ";":
+            raise FieldError("expected ';' before parameter")
+    body = text[1:]
+    items = body.split(";") if '"' not in body else _split_semicolons(body)
+    lws = " " in body or "\t" in body
+    params: dict[str, str | None] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if lws:
+            name = name.strip(_LWS)
+            value = value.strip(_LWS)
         if not name:
             raise FieldError("empty parameter")
-        while i < n and text[i] in _LWS:
-            i += 1
-        value: str | None = None
-        if i < n and text[i] == "=":
-            i += 1
-            while i < n and text[i] in _LWS:
-                i += 1
-            if i < n and text[i] == '"':
-                end = _end_of_quoted(text, i)
-                value = text[i:end]
-                i = end
-            else:
-                start = i
-                while i < n and text[i] not in _LWS and text[i] != ";":
-                    i += 1
-                value = text[start:i]
-                if not value or not all(c in TOKEN_CHARS or c in ":[]" for c in value):
-                    raise FieldError(f"invalid value for parameter {name}")
-            while i < n and text[i] in _LWS:
-                i += 1
-        params[name.lower()] = value
-        if i >= n:
-            return params
-        if text[i] != ";":
-            raise FieldError(f"unexpected {text[i]!r} after parameter {name}")
-        i += 1
+        if not TOKEN_CHARS.issuperset(name):
+            raise FieldError(f"invalid parameter name {name!r}")
+        if eq:
+            if value[:1] == '"':
+                if _end_of_quoted(value, 0) != len(value):
+                    raise FieldError(f"unexpected text after the quoted value of {name}")
+            elif not value or not _VALUE_CHARS.issuperset(value):
+                raise FieldError(f"invalid value for parameter {name}")
+            params[name.lower()] = value
+        else:
+            params[name.lower()] = None
+    return params
 
 
 def _end_of_quoted(text: str, i: int) -> int:
     """Index just past the closing quote of the quoted string starting at text[i]."""
+    j = text.find('"', i + 1)
+    if j < 0:
+        raise FieldError("unterminated quoted string")
+    if text.find("\\", i + 1, j) < 0:
+        return j + 1
     j, n = i + 1, len(text)
     while j < n:
         c = text[j]
@@ -128,9 +148,18 @@ def unquote(text: str) -> str:
     return text
 
 
+def quote(text: str) -> str:
+    """A quoted-string for `text` (quotes and backslashes escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @dataclass(slots=True)
 class NameAddr:
-    """A From/To/Contact/Route value: optional display name, a URI, header parameters."""
+    """A From/To/Contact/Route value: optional display name, a URI, header parameters.
+
+    `display` is kept as received: a quoted string keeps its quotes and escapes (use
+    `unquote`), a run of tokens is normalised to single spaces.
+    """
     uri: URI
     display: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
@@ -145,40 +174,46 @@ class NameAddr:
         if not text:
             raise FieldError("empty address")
         display: str | None = None
-        i = 0
-        if text[0] == '"':
+        c = text[0]
+        if c == "<":
+            lt = 0
+        elif c == '"':
             end = _end_of_quoted(text, 0)
             display = text[:end]
-            i = end
-            while i < len(text) and text[i] in _LWS:
-                i += 1
-            if i >= len(text) or text[i] != "<":
+            lt = end
+            while lt < len(text) and text[lt] in _LWS:
+                lt += 1
+            if lt >= len(text) or text[lt] != "<":
                 raise FieldError("quoted display name not followed by <URI>")
         else:
             lt = text.find("<")
-            if lt > 0:
-                words = text[:lt].split()
-                if not all(is_token(w) for w in words):
-                    raise FieldError("display name must be tokens or a quoted string")
-                display = " ".join(words) or None
-                i = lt
-            elif lt < 0:
-                # addr-spec: the URI runs to the first ';' and cannot contain ',', '?' or ';'
+            if lt < 0:
+                # addr-spec: parameters after it belong to the header field (RFC 3261
+                # §20.10), so the URI ends at the first ';' and cannot contain ',' or '?'.
                 uri_text, semi, rest = text.partition(";")
-                uri_text = uri_text.strip()
+                uri_text = uri_text.rstrip()
                 if "?" in uri_text or "," in uri_text:
                     raise FieldError("a URI with '?' or ',' must be enclosed in <>")
-                return cls(uri=_uri(uri_text), params=parse_params(semi + rest))
-        gt = text.find(">", i)
+                return cls(_uri(uri_text), None, parse_params(semi + rest) if semi else {})
+            words = text[:lt].split()
+            for w in words:
+                if not TOKEN_CHARS.issuperset(w):
+                    raise FieldError("display name must be tokens or a quoted string")
+            display = " ".join(words) or None
+        gt = text.find(">", lt + 1)
         if gt < 0:
             raise FieldError("missing '>'")
-        uri = _uri(text[i + 1:gt])
-        return cls(uri=uri, display=display, params=parse_params(text[gt + 1:]))
+        uri = _uri(text[lt + 1:gt])
+        rest = text[gt + 1:]
+        return cls(uri, display, parse_params(rest) if rest else {})
 
     def __str__(self) -> str:
         parts = []
-        if self.display:
-            parts.append(self.display + " ")
+        display = self.display
+        if display:
+            if display[0] != '"' and not all(is_token(w) for w in display.split(" ")):
+                display = quote(display)
+            parts.append(display + " ")
         parts.append(f"<{self.uri}>")
         for name, value in self.params.items():
             parts.append(f";{name}" if value is None else f";{name}={value}")
@@ -198,6 +233,7 @@ class Via:
     host: str
     port: int | None
     params: dict[str, str | None]
+    version: str = "2.0"  # SIP version in sent-protocol; anything but 2.0 is rejected by parse
 
     @property
     def branch(self) -> str | None:
@@ -205,37 +241,42 @@ class Via:
 
     @property
     def sent_by(self) -> str:
-        return f"{self.host.lower()}:{self.port or 5060}"
+        port = self.port or (5061 if self.transport in ("TLS", "TLS-SCTP", "WSS") else 5060)
+        return f"{self.host.lower()}:{port}"
 
     @classmethod
     def parse(cls, value: str) -> "Via":
-        proto, sep, rest = value.partition("/")
-        if not sep or proto.strip().upper() != "SIP":
-            raise FieldError("Via must start with SIP/2.0/transport")
-        version, sep, rest = rest.partition("/")
-        if not sep or version.strip() != "2.0":
-            raise FieldError("unsupported SIP version in Via")
-        rest = rest.lstrip(_LWS)
-        i, n = 0, len(rest)
-        while i < n and rest[i] in TOKEN_CHARS:
-            i += 1
-        transport = rest[:i].upper()
-        if not transport:
-            raise FieldError("Via without a transport")
-        rest = rest[i:].lstrip(_LWS)
+        if value.startswith("SIP/2.0/"):
+            version, rest = "2.0", value[8:]
+        else:  # LWS around the slashes, lower-case "sip", other versions
+            proto, sep, rest = value.partition("/")
+            if not sep or proto.strip().upper() != "SIP":
+                raise FieldError("Via must start with SIP/2.0/transport")
+            version, sep, rest = rest.partition("/")
+            version = version.strip()
+            if not sep or not is_token(version):
+                raise FieldError("Via without a protocol version")
+        parts = rest.split(None, 1)
+        if len(parts) != 2 or not TOKEN_CHARS.issuperset(parts[0]):
+            raise FieldError("Via without a transport and sent-by")
+        transport, rest = parts
         semi = rest.find(";")
-        hostport, params = (rest, "") if semi < 0 else (rest[:semi], rest[semi:])
-        hostport = hostport.strip()
-        if not hostport or any(c in _LWS for c in hostport):
-            raise FieldError("Via without a valid sent-by")
+        if semi < 0:
+            hostport, params = rest.rstrip(), {}
+        else:
+            hostport, params = rest[:semi].rstrip(), parse_params(rest[semi:])
+        if " " in hostport or "\t" in hostport:  # LWS is allowed around the port's colon
+            hostport = ":".join(p.strip() for p in hostport.split(":"))
+            if " " in hostport or "\t" in hostport:
+                raise FieldError("Via without a valid sent-by")
         try:
-            probe = URI.parse("sip:" + hostport)
+            host, port = split_hostport(hostport)
         except URIError as exc:
             raise FieldError(f"Via sent-by: {exc}") from None
-        return cls(transport=transport, host=probe.host, port=probe.port, params=parse_params(params))
+        return cls(transport.upper(), host, port, params, version)
 
     def __str__(self) -> str:
-        parts = [f"SIP/2.0/{self.transport} {self.host}"]
+        parts = [f"SIP/{self.version}/{self.transport} {self.host}"]
         if self.port is not None:
             parts.append(f":{self.port}")
         for name, value in self.params.items():
@@ -245,11 +286,14 @@ class Via:
 
 def parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit():
+    if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii():
         raise FieldError("CSeq must be a number and a method")
-    number = int(parts[0])
+    digits, method = parts
+    if len(digits) > 10 and len(digits.lstrip("0")) > 10:
+        raise FieldError("CSeq number too large")
+    number = int(digits)
     if number >= 2 ** 31:
         raise FieldError("CSeq number too large")
-    if not is_token(parts[1]):
+    if not TOKEN_CHARS.issuperset(method):
         raise FieldError("CSeq method is not a token")
-    return number, parts[1]
+    return number, method

@@ -8,7 +8,7 @@ headers were readable, the partial message so that the answer can be addressed.
 """
 from __future__ import annotations
 
-from .fields import FieldError, NameAddr, Via, is_token, parse_cseq, split_commas
+from .fields import TOKEN_CHARS, FieldError, NameAddr, Via, is_token, parse_cseq, split_commas
 from .uri import URI, URIError
 
 SIP_VERSION = "SIP/2.0"
@@ -47,7 +47,7 @@ _COMPACT = {
 _KEYS: dict[str, str] = {name: name for name in _DISPLAY}
 _KEYS.update(_COMPACT)
 # Header fields that may appear once only; a second value makes the request malformed.
-_SINGLE = ("from", "to", "call-id", "cseq", "max-forwards", "content-length", "content-type")
+_SINGLE = frozenset(("from", "to", "call-id", "cseq", "max-forwards", "content-length", "content-type"))
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -82,15 +82,15 @@ class ParseError(ValueError):
 
 def header_key(name: str) -> str:
     """The lower-case long form under which a header is stored ('v', 'VIA' -> 'via')."""
-    key = _KEYS.get(name)
+    key = _LOOKUP.get(name)
     if key is None:
-        low = name.lower()
+        low = name.strip().lower()
         key = _KEYS.get(low, low)
     return key
 
 
 class Message:
-    __slots__ = ("_h", "_names", "body", "_vias", "_cseq", "_from", "_to")
+    __slots__ = ("_h", "_names", "body", "_vias", "_top", "_cseq", "_from", "_to")
 
     def __init__(self, headers: dict[str, list[str]] | None = None, body: bytes = b"",
                  names: dict[str, str] | None = None):
@@ -98,6 +98,7 @@ class Message:
         self._names = names  # original spelling of unknown header names
         self.body = body
         self._vias: list[Via] | None = None
+        self._top: Via | None = None
         self._cseq: tuple[int, str] | None = None
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
@@ -167,7 +168,7 @@ class Message:
 
     def _invalidate(self, key: str) -> None:
         if key == "via":
-            self._vias = None
+            self._vias = self._top = None
         elif key == "cseq":
             self._cseq = None
         elif key == "from":
@@ -179,12 +180,19 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         if self._vias is None:
-            self._vias = [Via.parse(v) for v in self.values("via")]
+            values = self.values("via")
+            if self._top is not None and values:  # the top one is already parsed
+                self._vias = [self._top] + [Via.parse(v) for v in values[1:]]
+            else:
+                self._vias = [Via.parse(v) for v in values]
         return self._vias
 
     @property
     def top_via(self) -> Via:
-        if self._vias is not None:
+        """The first Via value (parsed once; `parse` has already done it)."""
+        if self._top is not None:
+            return self._top
+        if self._vias:
             return self._vias[0]
         raw = self._h.get("via")
         if not raw:
@@ -192,7 +200,8 @@ class Message:
         first = raw[0]
         if "," in first:
             first = split_commas(first)[0]
-        return Via.parse(first)
+        self._top = Via.parse(first)
+        return self._top
 
     @property
     def call_id(self) -> str:
@@ -281,7 +290,11 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
             headers[key] = list(vals)
     if to_tag and status > 100 and "to" in headers:
         to_value = headers["to"][0]
-        if ";tag=" not in to_value.replace(" ", "").lower():
+        try:
+            has_tag = "tag" in request.to.params
+        except (FieldError, LookupError):  # unparsable To: look for the text
+            has_tag = ";tag=" in "".join(to_value.split()).lower()
+        if not has_tag:
             headers["to"] = [f"{to_value};tag={to_tag}"]
     if status == 100 and "timestamp" in src:
         headers["timestamp"] = list(src["timestamp"])
@@ -289,6 +302,18 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
 
 
 # -- parsing -------------------------------------------------------------------------------
+# Every spelling under which a header name is commonly written -> its key, so that the
+# header loop finds most names with one dict lookup (others are stripped and lower-cased).
+_LOOKUP: dict[str, str] = dict(_KEYS)
+for _key, _disp in _DISPLAY.items():
+    _LOOKUP[_disp] = _key
+    _LOOKUP["-".join(p.capitalize() for p in _key.split("-"))] = _key
+    _LOOKUP[_key.upper()] = _key
+for _c, _key in _COMPACT.items():
+    _LOOKUP[_c.upper()] = _key
+del _key, _disp, _c
+
+
 def parse(data: bytes, *, strict: bool = True) -> Request | Response:
     """Parse one message from a datagram (or a framed stream message).
 
@@ -296,55 +321,63 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
     a ParseError says which status the request deserves; responses that fail are for the
     caller to drop.
     """
+    if data[:1] in (b"\r", b"\n"):  # CRLFs before the start line are ignored (§7.5)
+        data = data.lstrip(b"\r\n")
+    if not data:
+        raise ParseError(400, "Empty message")
     end = data.find(b"\r\n\r\n")
     if end >= 0:
-        head, rest = data[:end], data[end + 4:]
+        text = data[:end].decode("utf-8", "surrogateescape")
+        rest = data[end + 4:]
     else:
         end = data.find(b"\n\n")
         if end >= 0:
-            head, rest = data[:end], data[end + 2:]
+            text, rest = data[:end].decode("utf-8", "surrogateescape"), data[end + 2:]
         else:  # no blank line: headers only
-            head, rest = data.rstrip(b"\r\n"), b""
-    text = head.decode("utf-8", "surrogateescape")
-    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+            text, rest = data.decode("utf-8", "surrogateescape").rstrip("\r\n"), b""
+    lines = text.split("\r\n")
+    n = len(lines) - 1
+    if text.count("\n") != n or text.count("\r") != n:
+        lines = _split_lax(text)
+    if "\n " in text or "\n\t" in text:
+        lines = _unfold(lines)
     first = lines[0]
     if not first:
         raise ParseError(400, "Empty start line")
 
     headers: dict[str, list[str]] = {}
     names: dict[str, str] | None = None
-    last: list[str] | None = None
-    keys = _KEYS
-    for line in lines[1:]:
-        if not line:
-            continue
-        c = line[0]
-        if c == " " or c == "\t":
-            if last is None:
-                raise ParseError(400, "Continuation line before any header")
-            last[-1] = (last[-1] + " " + line.strip()).strip()
-            continue
+    repeated: list[str] | None = None  # keys seen more than once (checked by _validate)
+    lookup = _LOOKUP
+    it = iter(lines)
+    next(it)
+    for line in it:
         name, sep, value = line.partition(":")
         if not sep:
+            if not line:
+                continue
             raise ParseError(400, "Header line without a colon")
-        key = keys.get(name)
-        if key is None:
-            stripped = name.strip()
+        try:
+            key = lookup[name]
+        except KeyError:
+            stripped = name.rstrip()
             low = stripped.lower()
-            key = keys.get(low)
+            key = lookup.get(low)
             if key is None:
                 if not is_token(stripped):
-                    raise ParseError(400, "Invalid header name")
+                    raise ParseError(400, "Invalid header name") from None
                 key = low
                 if names is None:
                     names = {}
                 names.setdefault(key, stripped)
-        value = value.strip()
-        last = headers.get(key)
-        if last is None:
-            last = headers[key] = [value]
+        if key in headers:
+            headers[key].append(value.strip())
+            if repeated is None:
+                repeated = [key]
+            else:
+                repeated.append(key)
         else:
-            last.append(value)
+            headers[key] = [value.strip()]
 
     if first.startswith("SIP/"):
         msg: Request | Response = _response_from(first, headers, names)
@@ -356,18 +389,50 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
     if cl_values is None:
         msg.body = rest
     else:
-        if len(cl_values) > 1 or "," in cl_values[0]:
-            raise ParseError(400, "Multiple Content-Length values", msg)
         cl_text = cl_values[0]
-        if not cl_text.isdigit() or len(cl_text) > 9:
+        if len(cl_values) > 1 or "," in cl_text:
+            raise ParseError(400, "Multiple Content-Length values", msg)
+        length = _number(cl_text, 9)
+        if length is None:
             raise ParseError(400, "Invalid Content-Length", msg)
-        length = int(cl_text)
+        if length < 0:
+            raise ParseError(400, "Content-Length larger than message", msg)
         if length > len(rest):
             raise ParseError(400, "Content-Length larger than message", msg)
         msg.body = rest[:length] if length < len(rest) else rest
     if strict:
-        _validate(msg)
+        _validate(msg, repeated)
     return msg
+
+
+def _split_lax(text: str) -> list[str]:
+    """Lines of a header block that does not use CRLF throughout: bare LF ends a line too;
+    a bare CR is not allowed anywhere in it."""
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        raise ParseError(400, "Bare CR in the header section")
+    return text.split("\n")
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    """Join continuation lines (starting with SP or HT) to the line before (§7.3.1)."""
+    out = [lines[0]]
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if len(out) == 1:
+                raise ParseError(400, "Continuation line before any header")
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+    return out
+
+
+def _is_version(text: str) -> bool:
+    """SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT (case-insensitive)."""
+    proto, slash, number = text.partition("/")
+    major, dot, minor = number.partition(".")
+    return (proto.upper() == "SIP" and bool(slash) and bool(dot) and major.isdigit()
+            and minor.isdigit() and number.isascii())
 
 
 def _request_from(first: str, headers: dict[str, list[str]], names) -> Request:
@@ -375,14 +440,22 @@ def _request_from(first: str, headers: dict[str, list[str]], names) -> Request:
     if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
         raise ParseError(400, "Malformed Request-Line", _bare(headers, names))
     method, uri_text, version = parts
-    if not is_token(method):
+    if not TOKEN_CHARS.issuperset(method):
         raise ParseError(400, "Invalid method", _bare(headers, names))
+    if version != SIP_VERSION:
+        if version.upper() == SIP_VERSION:
+            version = SIP_VERSION
+        elif not _is_version(version):
+            raise ParseError(400, "Malformed SIP-Version", _bare(headers, names))
     try:
         uri = URI.parse(uri_text)
     except URIError as exc:
+        if version != SIP_VERSION:
+            raise ParseError(505, "Version Not Supported", _bare(headers, names)) from None
         raise ParseError(400, f"Bad Request-URI: {exc}", _bare(headers, names)) from None
-    req = Request.__new__(Request)
-    Message.__init__(req, headers, b"", names)
+    req = _new(Request)
+    req._h, req._names, req.body = headers, names, b""
+    req._vias = req._top = req._cseq = req._from = req._to = None
     req.method, req.uri, req.version = method, uri, version
     if version != SIP_VERSION:
         raise ParseError(505, "Version Not Supported", req)
@@ -394,49 +467,81 @@ def _request_from(first: str, headers: dict[str, list[str]], names) -> Request:
 def _response_from(first: str, headers: dict[str, list[str]], names) -> Response:
     version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
-    if version != SIP_VERSION or len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+    if (version.upper() != SIP_VERSION or len(code) != 3 or not code.isdigit()
+            or not code.isascii() or not "100" <= code <= "699"):
         raise ParseError(400, "Malformed Status-Line")
-    resp = Response.__new__(Response)
+    resp = _new(Response)
     Message.__init__(resp, headers, b"", names)
-    resp.status, resp.reason, resp.version = int(code), reason, version
+    resp.status, resp.reason, resp.version = int(code), reason, SIP_VERSION
     return resp
+
+
+_new = object.__new__
+
+
+def _number(text: str, max_digits: int) -> int | None:
+    """The value of a run of ASCII digits (leading zeros allowed); -1 when it has more than
+    `max_digits` significant digits; None when it is not a number."""
+    if not text.isdigit() or not text.isascii():
+        return None
+    if len(text) > max_digits:
+        text = text.lstrip("0") or "0"
+        if len(text) > max_digits:
+            return -1
+    return int(text)
 
 
 def _bare(headers: dict[str, list[str]], names) -> Message:
     return Message(headers, b"", names)
 
 
-def _validate(msg: Request | Response) -> None:
+def _validate(msg: Request | Response, repeated: list[str] | None = None) -> None:
     h = msg._h
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if key not in h:
-            raise ParseError(400, f"Missing {_DISPLAY[key]} header", msg)
-    for key in _SINGLE:
-        vals = h.get(key)
-        if vals is not None and len(vals) > 1:
-            raise ParseError(400, f"Multiple {_DISPLAY[key]} values", msg)
     try:
-        msg._vias = None
-        msg.top_via  # noqa: B018 - parsing is the check
+        via, from_, to, call_id, cseq = h["via"], h["from"], h["to"], h["call-id"], h["cseq"]
+    except KeyError:
+        for key in ("via", "from", "to", "call-id", "cseq"):
+            if key not in h:
+                raise ParseError(400, f"Missing {_DISPLAY[key]} header", msg) from None
+        raise
+    if repeated is not None:
+        for key in repeated:
+            if key in _SINGLE:
+                raise ParseError(400, f"Multiple {_DISPLAY[key]} values", msg)
+    top = via[0]
+    if "," in top:
+        top = split_commas(top)[0]
+    try:
+        top_via = Via.parse(top)
     except FieldError as exc:
         raise ParseError(400, f"Bad Via: {exc}", msg) from None
+    if top_via.version != "2.0":
+        raise ParseError(400, "Bad Via: SIP version is not 2.0", msg)
+    msg._top = top_via
     try:
-        number, method = msg.cseq
+        number, method = msg._cseq = parse_cseq(cseq[0])
     except FieldError as exc:
         raise ParseError(400, f"Bad CSeq: {exc}", msg) from None
-    for key, attr in (("from", "from_"), ("to", "to")):
-        try:
-            getattr(msg, attr)
-        except FieldError as exc:
-            raise ParseError(400, f"Bad {_DISPLAY[key]} header: {exc}", msg) from None
-    if not h["call-id"][0] or " " in h["call-id"][0]:
+    try:
+        msg._from = NameAddr.parse(from_[0])
+    except FieldError as exc:
+        raise ParseError(400, f"Bad From header: {exc}", msg) from None
+    try:
+        msg._to = NameAddr.parse(to[0])
+    except FieldError as exc:
+        raise ParseError(400, f"Bad To header: {exc}", msg) from None
+    cid = call_id[0]
+    if not cid or " " in cid or "\t" in cid:
         raise ParseError(400, "Bad Call-ID", msg)
-    if isinstance(msg, Request):
+    if msg.__class__ is Request:
         if method != msg.method:
+            # RFC 4475 §3.1.2.18 prefers 501 when the method is unknown; 400 is allowed too.
             raise ParseError(400, "CSeq method does not match the request method", msg)
         mf = h.get("max-forwards")
-        if mf is not None and (not mf[0].isdigit() or int(mf[0]) > 255):
-            raise ParseError(400, "Invalid Max-Forwards", msg)
+        if mf is not None:
+            hops = _number(mf[0], 3)
+            if hops is None or not 0 <= hops <= 255:
+                raise ParseError(400, "Invalid Max-Forwards", msg)
         date = h.get("date")
         if date is not None and not date[0].endswith(" GMT"):
             raise ParseError(400, "Date must be in GMT", msg)

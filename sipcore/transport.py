@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import time
 
@@ -83,24 +82,6 @@ class _Stream(asyncio.Protocol):
         self.transport.close()
 
 
-UDP_RECEIVE_BUFFER = 8 * 1024 * 1024
-
-
-def _enlarge_receive_buffer(sock) -> None:
-    """A bigger kernel buffer absorbs bursts (a registration storm after a power cut, a junk
-    flood) that would otherwise drop legitimate datagrams before we can read them."""
-    if sock is None:
-        return
-    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-        if option is None:
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, UDP_RECEIVE_BUFFER)
-            return
-        except OSError:
-            continue
-
-
 class SipServer:
     def __init__(self, endpoint: Endpoint, host: str, port: int, tls_port: int = 0,
                  ssl_context: ssl.SSLContext | None = None, max_message_size: int = 65535,
@@ -125,7 +106,6 @@ class SipServer:
         loop = self._loop = asyncio.get_running_loop()
         self._udp_transport, self._udp = await loop.create_datagram_endpoint(
             lambda: _Udp(self), local_addr=(self.host, self.port))
-        _enlarge_receive_buffer(self._udp_transport.get_extra_info("socket"))
         if self.port == 0:  # tests ask for any free port; TCP then takes the same number
             self.port = self._udp_transport.get_extra_info("sockname")[1]
         self._servers.append(await loop.create_server(lambda: _Stream(self, "TCP"), self.host, self.port))

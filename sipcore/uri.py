@@ -4,9 +4,13 @@ Parsing is strict where the grammar is unambiguous (no whitespace, no angle brac
 valid host) because a URI that smuggles those in is exactly what RFC 4475 §3.1.2.7-8 tests.
 Unknown schemes are kept opaque: they are legal in header fields and only the request-URI
 check decides whether we can serve them (416).
+
+Components are stored as received (escapes kept); `unescape` decodes them when a value is
+needed, and `equivalent` compares them the way §19.1.4 says.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import unquote_to_bytes
 
@@ -19,7 +23,13 @@ _HOST_RE = re.compile(
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
 _FORBIDDEN = frozenset(' \t\r\n<>"')
 # Parameters whose presence in only one URI makes two SIP URIs differ (RFC 3261 §19.1.4).
-_SIGNIFICANT_PARAMS = ("user", "ttl", "method", "maddr")
+_SIGNIFICANT_PARAMS = ("transport", "user", "ttl", "method", "maddr")
+# RFC 3261 §25.1 "reserved": an escaped reserved character is not the same as the character.
+_RESERVED = frozenset(";/?:@&=+$,")
+_HEX = frozenset("0123456789abcdefABCDEF")
+# Hosts seen to be valid, so that the regex runs once per distinct host, not per message.
+_VALID_HOSTS: set[str] = set()
+_VALID_HOSTS_MAX = 4096
 
 
 class URIError(ValueError):
@@ -31,6 +41,26 @@ def unescape(text: str) -> str:
     if "%" not in text:
         return text
     return unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+
+
+def _canonical(text: str) -> str:
+    """`text` with escapes of unreserved characters decoded and the others upper-cased, so
+    that two spellings compare equal exactly when RFC 3261 §19.1.4 says they are the same
+    ("%61lice" is "alice"; "%3B" is "%3b" but not ";")."""
+    if "%" not in text:
+        return text
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "%" and i + 2 < n and text[i + 1] in _HEX and text[i + 2] in _HEX:
+            ch = chr(int(text[i + 1:i + 3], 16))
+            out.append(("%" + text[i + 1:i + 3].upper()) if ch in _RESERVED or ch == "%" else ch)
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 class URI:
@@ -53,48 +83,25 @@ class URI:
     def parse(cls, text: str) -> "URI":
         if not text:
             raise URIError("empty URI")
-        for ch in text:
-            if ch in _FORBIDDEN:
-                raise URIError(f"character {ch!r} not allowed in a URI")
+        if not _FORBIDDEN.isdisjoint(text):
+            ch = next(c for c in text if c in _FORBIDDEN)
+            raise URIError(f"character {ch!r} not allowed in a URI")
         scheme, sep, rest = text.partition(":")
+        if scheme == "sip" or scheme == "sips":
+            return _parse_sip(scheme, rest)
+        scheme_l = scheme.lower()
+        if scheme_l == "sip" or scheme_l == "sips":
+            return _parse_sip(scheme_l, rest)
         if not sep or not _SCHEME_RE.match(scheme):
             raise URIError("missing or invalid scheme")
-        scheme_l = scheme.lower()
-        if scheme_l in ("sip", "sips"):
-            return cls._parse_sip(scheme_l, rest)
         if scheme_l == "tel":
-            number, _, params = rest.partition(";")
+            number, semi, params = rest.partition(";")
             if not number:
                 raise URIError("tel URI without a number")
-            return cls(scheme="tel", user=number, params=_parse_params(params) if params else {})
+            return cls(scheme="tel", user=number, params=_parse_params(params) if semi else {})
         if not rest:
             raise URIError("URI without a scheme-specific part")
         return cls(scheme=scheme_l, opaque=rest)
-
-    @classmethod
-    def _parse_sip(cls, scheme: str, rest: str) -> "URI":
-        # '@' cannot appear unescaped after the host, while '?', ';' and ':' can appear in
-        # the user part (RFC 4475 §3.1.1.2): split the userinfo off first.
-        user = password = None
-        at = rest.rfind("@")
-        if at >= 0:
-            userinfo, rest = rest[:at], rest[at + 1:]
-            if not userinfo:
-                raise URIError("empty user part before '@'")
-            user, colon, pw = userinfo.partition(":")
-            password = pw if colon else None
-        rest, _, hdrs = rest.partition("?")
-        hostport, semi, params = rest.partition(";")
-        host, port = _split_hostport(hostport)
-        headers: dict[str, str] = {}
-        if hdrs:
-            for item in hdrs.split("&"):
-                name, eq, value = item.partition("=")
-                if not name or not eq:
-                    raise URIError("malformed URI header")
-                headers[name] = value
-        return cls(scheme=scheme, user=user, password=password, host=host, port=port,
-                   params=_parse_params(params) if semi else {}, headers=headers)
 
     def __str__(self) -> str:
         if self.opaque is not None:
@@ -123,59 +130,140 @@ class URI:
         return self.host.lower()
 
     def aor(self) -> str:
-        """Address of record: scheme, unescaped user and host, nothing else (lower-case host)."""
+        """Address of record: scheme, unescaped user and host, nothing else (lower-case host).
+        A tel URI is its number; an opaque URI is itself."""
+        if self.opaque is not None:
+            return f"{self.scheme}:{self.opaque}"
         user = unescape(self.user) if self.user else ""
-        return f"{self.scheme}:{user}@{self.host.lower()}" if user else f"{self.scheme}:{self.host.lower()}"
+        host = self.host.lower()
+        if not host:
+            return f"{self.scheme}:{user}"
+        return f"{self.scheme}:{user}@{host}" if user else f"{self.scheme}:{host}"
 
     def equivalent(self, other: "URI") -> bool:
-        """RFC 3261 §19.1.4 comparison."""
+        """RFC 3261 §19.1.4 comparison.
+
+        Userinfo is case-sensitive, everything else is not; an escaped unreserved character
+        equals the character; parameter and header order does not matter; a port, transport,
+        user, ttl, method or maddr present in one URI only makes them differ (even with the
+        default value); other parameters present in one URI only are ignored; headers must
+        all be present in both and match.
+        """
         if self.scheme != other.scheme:
             return False
         if self.opaque is not None or other.opaque is not None:
             return self.opaque == other.opaque
         if (self.user is None) != (other.user is None):
             return False
-        if self.user is not None and unescape(self.user) != unescape(other.user or ""):
+        if self.user is not None and _canonical(self.user) != _canonical(other.user or ""):
             return False
-        if (self.password or None) != (other.password or None):
+        if (self.password is None) != (other.password is None):
             return False
-        if self.host.lower() != other.host.lower() or self.port != other.port:
+        if self.password is not None and _canonical(self.password) != _canonical(other.password or ""):
             return False
-        mine = {k.lower(): v for k, v in self.params.items()}
-        theirs = {k.lower(): v for k, v in other.params.items()}
+        if self.port != other.port or not _same_host(self.host, other.host):
+            return False
+        mine = {_canonical(k).lower(): v for k, v in self.params.items()}
+        theirs = {_canonical(k).lower(): v for k, v in other.params.items()}
         for name in _SIGNIFICANT_PARAMS:
             if (name in mine) != (name in theirs):
                 return False
-        if ("transport" in mine) != ("transport" in theirs):
-            return False
         for name in mine.keys() & theirs.keys():
             a, b = mine[name], theirs[name]
-            if (unescape(a).lower() if a else a) != (unescape(b).lower() if b else b):
+            if (_canonical(a).lower() if a else a) != (_canonical(b).lower() if b else b):
                 return False
-        mine_h = {k.lower(): unescape(v) for k, v in self.headers.items()}
-        theirs_h = {k.lower(): unescape(v) for k, v in other.headers.items()}
+        mine_h = {_canonical(k).lower(): _canonical(v) for k, v in self.headers.items()}
+        theirs_h = {_canonical(k).lower(): _canonical(v) for k, v in other.headers.items()}
         return mine_h == theirs_h
 
 
-def _split_hostport(hostport: str) -> tuple[str, int | None]:
+def _same_host(a: str, b: str) -> bool:
+    if a.lower() == b.lower():
+        return True
+    if a.startswith("[") and b.startswith("["):  # IPv6 references compare as addresses
+        try:
+            return ipaddress.IPv6Address(a[1:-1]) == ipaddress.IPv6Address(b[1:-1])
+        except ValueError:
+            return False
+    return False
+
+
+def _parse_sip(scheme: str, rest: str) -> URI:
+    # '@' cannot appear unescaped after the host, while '?', ';' and ':' can appear in
+    # the user part (RFC 4475 §3.1.1.2, §3.1.1.9): split the userinfo off first.
+    user = password = None
+    at = rest.rfind("@")
+    if at >= 0:
+        user = rest[:at]
+        rest = rest[at + 1:]
+        if not user:
+            raise URIError("empty user part before '@'")
+        if ":" in user:
+            user, _, password = user.partition(":")
+    headers: dict[str, str] = {}
+    if "?" in rest:
+        rest, _, hdrs = rest.partition("?")
+        for item in hdrs.split("&"):
+            name, eq, value = item.partition("=")
+            if not name or not eq:
+                raise URIError("malformed URI header")
+            headers[name] = value
+    semi = rest.find(";")
+    if semi >= 0:
+        params = _parse_params(rest[semi + 1:])
+        rest = rest[:semi]
+    else:
+        params = {}
+    host, port = split_hostport(rest)
+    uri = _new_uri(URI)
+    uri.scheme = scheme
+    uri.user = user
+    uri.password = password
+    uri.host = host
+    uri.port = port
+    uri.params = params
+    uri.headers = headers
+    uri.opaque = None
+    return uri
+
+
+_new_uri = object.__new__
+
+
+def split_hostport(hostport: str) -> tuple[str, int | None]:
+    """('example.com', 5060) from 'example.com:5060'; the host is validated, IPv6 references
+    keep their brackets. Raises URIError."""
     if hostport.startswith("["):
         end = hostport.find("]")
         if end < 0:
             raise URIError("unterminated IPv6 reference")
-        host, rest = hostport[:end + 1], hostport[end + 1:]
+        host, port_text = hostport[:end + 1], hostport[end + 1:]
+        if port_text:
+            if port_text[0] != ":":
+                raise URIError("invalid port")
+            port_text = port_text[1:]
+            has_port = True
+        else:
+            has_port = False
     else:
-        host, _, port_text = hostport.partition(":")
-        rest = ":" + port_text if _ else ""
-    if not host or not _HOST_RE.match(host):
-        raise URIError(f"invalid host {host!r}")
-    if not rest:
+        host, has_port, port_text = hostport.partition(":")
+    if host not in _VALID_HOSTS:
+        if not host or not _HOST_RE.match(host):
+            raise URIError(f"invalid host {host!r}")
+        if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+            _VALID_HOSTS.clear()
+        _VALID_HOSTS.add(host)
+    if not has_port:
         return host, None
-    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+    if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
         raise URIError("invalid port")
-    port = int(rest[1:])
+    port = int(port_text)
     if port > 65535:
         raise URIError("port out of range")
     return host, port
+
+
+_split_hostport = split_hostport  # the name this module used before
 
 
 def _parse_params(text: str) -> dict[str, str | None]:

@@ -197,3 +197,24 @@ def test_yaml_syntax_error_has_file_and_line(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     path = tmp_path / "absent.yaml"
     assert error_of(path) == f"{path}:1: cannot read file: No such file or directory"
+
+
+def _keys(model: type, prefix: str = "") -> list[str]:
+    out = []
+    for name, info in model.model_fields.items():
+        nested = info.annotation
+        if isinstance(nested, type) and hasattr(nested, "model_fields"):
+            out += _keys(nested, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def test_every_key_is_documented_and_in_the_example():
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    example = (ROOT / "config" / "callrouter.yaml").read_text()
+    keys = _keys(Settings)
+    assert len(keys) == 28
+    for key in keys:
+        assert f"| `{key}` |" in docs, f"{key} missing from docs/configuration.md"
+        assert f"{key.rsplit('.', 1)[-1]}:" in example, f"{key} missing from config/callrouter.yaml"

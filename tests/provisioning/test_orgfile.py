@@ -402,3 +402,13 @@ def test_example_is_valid_and_names_alice_and_bob():
     assert 4 <= len(org.people) <= 5
     assert (people["alice"].extension, people["alice"].devices[0].password) == ("1001", "alice-secret-1001")
     assert (people["bob"].extension, people["bob"].devices[0].password) == ("1002", "bob-secret-1002")
+
+
+def test_every_org_file_field_is_documented():
+    from provisioning.orgfile import AddressSpec, DeviceSpec, LocationSpec, OrganizationSpec, PersonSpec, PstnSpec
+
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    for model in (AddressSpec, DeviceSpec, LocationSpec, OrganizationSpec, PersonSpec, PstnSpec):
+        for name, info in model.model_fields.items():
+            alias = info.alias or name
+            assert f"`{alias}`" in docs or f"`{alias}[]`" in docs, f"{model.__name__}.{alias} missing from the docs"

@@ -199,3 +199,29 @@ def test_ha1_known_answers():
 def test_ha1_rejects_unknown_algorithm():
     with pytest.raises(ValueError, match="unknown digest algorithm 'SHA-1'"):
         ha1("SHA-1", "u", "r", "p")
+
+
+def test_alembic_runs_without_a_store_connection(tmp_path):
+    """The migration environment also works as plain Alembic (its own engine from a URL)."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    config = alembic_config()
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
+    with Store.open(url) as store, store.engine.connect() as conn:
+        assert "devices" in inspect(conn).get_table_names()
+    command.downgrade(config, "base")
+    with Store.open(url) as store:  # and back up again on open
+        assert store.sip_credentials() == []
+
+
+def test_alembic_offline_mode_writes_postgresql_sql(capsys):
+    from alembic import command
+
+    config = alembic_config()
+    config.set_main_option("sqlalchemy.url", "postgresql://dba@db.example/callrouter")
+    command.upgrade(config, "head", sql=True)
+    sql = capsys.readouterr().out
+    assert "CREATE TABLE organizations" in sql and "JSONB" in sql
+    assert "CONSTRAINT ck_numbers_number_state CHECK" in sql
