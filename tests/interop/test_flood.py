@@ -70,8 +70,10 @@ def test_junk_flood_from_one_source_does_not_starve_others(tmp_path):
         assert results == [200] * 20
         assert took < 20, f"20 registrations took {took:.1f} s under the flood"
         assert sent[0] > 5000, "the flood was too small to prove anything"
+        # What the kernel let through was mostly refused by the rate limit, before parsing.
         dropped = server.metric("callrouter_sip_dropped_total", 'reason="rate_limited"')
-        assert dropped > sent[0] / 2, "most of the junk should be dropped before parsing"
+        parsed_junk = server.metric("callrouter_sip_parse_errors_total")
+        assert dropped > 10 * parsed_junk > 0
         assert server.proc.poll() is None
     finally:
         stop.set()
