@@ -338,7 +338,7 @@ def apply_org(store: Store, path_or_data: str | Path | dict[str, Any]) -> ApplyS
     """Make the store hold what the file describes, in one transaction; count what changed."""
     plan = _check(_load(path_or_data))
     try:
-        with store.session() as session:
+        with store.session(exclusive=True) as session:
             return _Applier(session, plan).run()
     except IntegrityError as exc:
         # Only reachable when another writer changed the same rows between our checks and

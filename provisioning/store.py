@@ -42,6 +42,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # A fixed key so concurrent starts (several instances on one PostgreSQL) migrate one at a time.
 _MIGRATION_LOCK_KEY = 0x63616C6C726F7574  # "callrout"
+_EXCLUSIVE_LOCK_KEY = _MIGRATION_LOCK_KEY + 1
+_EXCLUSIVE = "callrouter_exclusive"
 
 
 class StoreError(Exception):
@@ -260,7 +262,10 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front: two writers that both read first would
+        # otherwise deadlock on the upgrade and one would fail with "database is locked".
+        exclusive = connection.get_execution_options().get(_EXCLUSIVE)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if exclusive else "BEGIN")
 
     return engine
 
@@ -279,6 +284,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._exclusive_sessions = sessionmaker(engine.execution_options(**{_EXCLUSIVE: True}), expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -316,10 +322,19 @@ class Store:
         self.close()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work that commits whole on success and rolls back on any exception."""
-        with self._sessions() as session:
+    def session(self, exclusive: bool = False) -> Iterator[Session]:
+        """A unit of work that commits whole on success and rolls back on any exception.
+
+        ``exclusive`` sessions run one at a time across every process using the store
+        (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock). Use it
+        for read-check-write work such as applying an organisation file, which several
+        instances starting together would otherwise race on.
+        """
+        factory = self._exclusive_sessions if exclusive else self._sessions
+        with factory() as session:
             try:
+                if exclusive and self.engine.dialect.name == "postgresql":
+                    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EXCLUSIVE_LOCK_KEY})
                 yield session
                 session.commit()
             except BaseException:

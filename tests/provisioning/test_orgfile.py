@@ -412,3 +412,18 @@ def test_every_org_file_field_is_documented():
         for name, info in model.model_fields.items():
             alias = info.alias or name
             assert f"`{alias}`" in docs or f"`{alias}[]`" in docs, f"{model.__name__}.{alias} missing from the docs"
+
+
+def test_instances_applying_at_the_same_time_do_not_collide(store_url):
+    """Several instances starting together each apply the organisation file at start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [Store.open(store_url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(stores)) as pool:
+            summaries = list(pool.map(lambda s: apply_org(s, EXAMPLE), stores))
+    finally:
+        for s in stores:
+            s.close()
+    assert sorted(s.created for s in summaries) == [0, 0, 0, 22]
+    assert all(s.updated == 0 for s in summaries)

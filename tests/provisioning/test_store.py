@@ -225,3 +225,45 @@ def test_alembic_offline_mode_writes_postgresql_sql(capsys):
     sql = capsys.readouterr().out
     assert "CREATE TABLE organizations" in sql and "JSONB" in sql
     assert "CONSTRAINT ck_numbers_number_state CHECK" in sql
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_require_service_skips_locally_and_fails_in_ci(monkeypatch):
+    from tests.conftest import require_service
+
+    port = _closed_port()
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=rf"Nothing is not reachable at 127.0.0.1:{port}"):
+        require_service("Nothing", "127.0.0.1", port)
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so a missing service is a failure"):
+        require_service("Nothing", "127.0.0.1", port)
+
+
+def test_require_service_passes_for_a_listening_port():
+    import socket
+
+    from tests.conftest import require_service
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        require_service("Listener", "127.0.0.1", server.getsockname()[1])
+
+
+def test_redis_url_fixture_gives_an_empty_database(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.dbsize() == 0
+        client.set("callrouter-test", "1")
+    finally:
+        client.close()
