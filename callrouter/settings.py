@@ -68,10 +68,14 @@ def _check_host(value: str) -> str:
     return value
 
 
-def _check_port(value: int, low: int = 1) -> int:
+def _in_port_range(value: int, low: int) -> int:
     if not low <= value <= 65535:
         raise ValueError(f"must be between {low} and 65535")
     return value
+
+
+def _check_port(value: int) -> int:
+    return _in_port_range(value, 1)
 
 
 def _check_positive(value: float) -> float:
@@ -99,7 +103,7 @@ class SipSettings(_Section):
     @field_validator("tls_port")
     @classmethod
     def _tls_port(cls, value: int, info: ValidationInfo) -> int:
-        _check_port(value, low=0)
+        _in_port_range(value, 0)
         if value and value == info.data.get("port"):
             raise ValueError("must differ from sip.port (TLS needs its own TCP port)")
         return value
