@@ -72,6 +72,7 @@ class Runtime:
             credentials=self.credentials.get,
             realm=lambda _req: self.realm,
             transactions=TransactionLayer(),
+            auth_required=s.auth.required,
         )
         ssl_ctx = None
         if s.sip.tls_port:

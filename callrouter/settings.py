@@ -245,6 +245,8 @@ class RegistrarSettings(_Section):
 
 
 class AuthSettings(_Section):
+    # false: REGISTER without digest authentication (benchmarks and closed lab networks only)
+    required: bool = True
     nonce_ttl: float = 300.0
     # None means "random per start": fine for one instance, but instances sharing a location
     # store must share the secret or they reject each other's nonces.
