@@ -27,9 +27,15 @@ _SIGNIFICANT_PARAMS = ("transport", "user", "ttl", "method", "maddr")
 # RFC 3261 §25.1 "reserved": an escaped reserved character is not the same as the character.
 _RESERVED = frozenset(";/?:@&=+$,")
 _HEX = frozenset("0123456789abcdefABCDEF")
-# Hosts seen to be valid, so that the regex runs once per distinct host, not per message.
-_VALID_HOSTS: set[str] = set()
-_VALID_HOSTS_MAX = 4096
+# host[:port] texts seen to be valid -> (host, port), so that the host regex runs once per
+# distinct host, not once per URI (the same few hosts fill most messages).
+_HOSTPORTS: dict[str, tuple[str, int | None]] = {}
+_HOSTPORTS_MAX = 4096
+# SIP URI text -> its parsed components. The same addresses of record, registrar and proxy
+# URIs come back in message after message; a hit builds a fresh URI (own params and
+# headers dicts) without parsing. Bounded: emptied when full.
+_PARSED: dict[str, tuple] = {}
+_PARSED_MAX = 8192
 
 
 class URIError(ValueError):
@@ -81,19 +87,74 @@ class URI:
 
     @classmethod
     def parse(cls, text: str) -> "URI":
+        known = _PARSED.get(text)
+        if known is not None:
+            uri = _new_uri(cls)
+            uri.scheme, uri.user, uri.password, uri.host, uri.port, params, headers = known
+            uri.params = params.copy() if params else {}
+            uri.headers = headers.copy() if headers else {}
+            uri.opaque = None
+            return uri
         if not text:
             raise URIError("empty URI")
-        if not _FORBIDDEN.isdisjoint(text):
-            ch = next(c for c in text if c in _FORBIDDEN)
+        # isprintable() rules out controls (HT, CR, LF, NUL...) in one C pass.
+        if not text.isprintable() or " " in text or "<" in text or ">" in text or '"' in text:
+            ch = next(c for c in text if c in _FORBIDDEN or not c.isprintable())
             raise URIError(f"character {ch!r} not allowed in a URI")
         scheme, sep, rest = text.partition(":")
-        if scheme == "sip" or scheme == "sips":
-            return _parse_sip(scheme, rest)
-        scheme_l = scheme.lower()
-        if scheme_l == "sip" or scheme_l == "sips":
-            return _parse_sip(scheme_l, rest)
+        if scheme != "sip" and scheme != "sips":
+            scheme_l = scheme.lower()
+            if scheme_l != "sip" and scheme_l != "sips":
+                return cls._parse_other(scheme, sep, rest)
+            scheme = scheme_l
+        # '@' cannot appear unescaped after the host, while '?', ';' and ':' can appear in
+        # the user part (RFC 4475 §3.1.1.2, §3.1.1.9): split the userinfo off first.
+        user = password = None
+        at = rest.rfind("@")
+        if at >= 0:
+            user = rest[:at]
+            rest = rest[at + 1:]
+            if not user:
+                raise URIError("empty user part before '@'")
+            if ":" in user:
+                user, _, password = user.partition(":")
+        headers: dict[str, str] = {}
+        if "?" in rest:
+            rest, _, hdrs = rest.partition("?")
+            for item in hdrs.split("&"):
+                name, eq, value = item.partition("=")
+                if not name or not eq:
+                    raise URIError("malformed URI header")
+                headers[name] = value
+        semi = rest.find(";")
+        if semi >= 0:
+            params = _parse_params(rest[semi + 1:])
+            rest = rest[:semi]
+        else:
+            params = {}
+        try:
+            host, port = _HOSTPORTS[rest]
+        except KeyError:
+            host, port = split_hostport(rest)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = (scheme, user, password, host, port, params.copy(), headers.copy())
+        uri = _new_uri(cls)
+        uri.scheme = scheme
+        uri.user = user
+        uri.password = password
+        uri.host = host
+        uri.port = port
+        uri.params = params
+        uri.headers = headers
+        uri.opaque = None
+        return uri
+
+    @classmethod
+    def _parse_other(cls, scheme: str, sep: str, rest: str) -> "URI":
         if not sep or not _SCHEME_RE.match(scheme):
             raise URIError("missing or invalid scheme")
+        scheme_l = scheme.lower()
         if scheme_l == "tel":
             number, semi, params = rest.partition(";")
             if not number:
@@ -188,51 +249,15 @@ def _same_host(a: str, b: str) -> bool:
     return False
 
 
-def _parse_sip(scheme: str, rest: str) -> URI:
-    # '@' cannot appear unescaped after the host, while '?', ';' and ':' can appear in
-    # the user part (RFC 4475 §3.1.1.2, §3.1.1.9): split the userinfo off first.
-    user = password = None
-    at = rest.rfind("@")
-    if at >= 0:
-        user = rest[:at]
-        rest = rest[at + 1:]
-        if not user:
-            raise URIError("empty user part before '@'")
-        if ":" in user:
-            user, _, password = user.partition(":")
-    headers: dict[str, str] = {}
-    if "?" in rest:
-        rest, _, hdrs = rest.partition("?")
-        for item in hdrs.split("&"):
-            name, eq, value = item.partition("=")
-            if not name or not eq:
-                raise URIError("malformed URI header")
-            headers[name] = value
-    semi = rest.find(";")
-    if semi >= 0:
-        params = _parse_params(rest[semi + 1:])
-        rest = rest[:semi]
-    else:
-        params = {}
-    host, port = split_hostport(rest)
-    uri = _new_uri(URI)
-    uri.scheme = scheme
-    uri.user = user
-    uri.password = password
-    uri.host = host
-    uri.port = port
-    uri.params = params
-    uri.headers = headers
-    uri.opaque = None
-    return uri
-
-
 _new_uri = object.__new__
 
 
 def split_hostport(hostport: str) -> tuple[str, int | None]:
     """('example.com', 5060) from 'example.com:5060'; the host is validated, IPv6 references
     keep their brackets. Raises URIError."""
+    known = _HOSTPORTS.get(hostport)
+    if known is not None:
+        return known
     if hostport.startswith("["):
         end = hostport.find("]")
         if end < 0:
@@ -247,23 +272,20 @@ def split_hostport(hostport: str) -> tuple[str, int | None]:
             has_port = False
     else:
         host, has_port, port_text = hostport.partition(":")
-    if host not in _VALID_HOSTS:
-        if not host or not _HOST_RE.match(host):
-            raise URIError(f"invalid host {host!r}")
-        if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
-            _VALID_HOSTS.clear()
-        _VALID_HOSTS.add(host)
-    if not has_port:
-        return host, None
-    if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
-        raise URIError("invalid port")
-    port = int(port_text)
-    if port > 65535:
-        raise URIError("port out of range")
-    return host, port
+    if not host or not _HOST_RE.match(host):
+        raise URIError(f"invalid host {host!r}")
+    port = None
+    if has_port:
+        if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
+            raise URIError("invalid port")
+        port = int(port_text)
+        if port > 65535:
+            raise URIError("port out of range")
+    if len(_HOSTPORTS) >= _HOSTPORTS_MAX:
+        _HOSTPORTS.clear()
+    result = _HOSTPORTS[hostport] = (host, port)
+    return result
 
-
-_split_hostport = split_hostport  # the name this module used before
 
 
 def _parse_params(text: str) -> dict[str, str | None]:
