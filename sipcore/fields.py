@@ -11,9 +11,14 @@ from dataclasses import dataclass, field
 
 from .uri import URI, URIError, split_hostport
 
-TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_TOKEN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+TOKEN_CHARS = frozenset(_TOKEN)
 # generic-param values that are not quoted: token / host (IPv6 references included).
 _VALUE_CHARS = TOKEN_CHARS | frozenset(":[]")
+# Deleting these octets from an encoded text leaves nothing when the text is a run of
+# tokens separated by ';' and '=' (bytes.translate checks a whole value in one C pass).
+_TOKEN_BYTES = _TOKEN.encode()
+_PARAMS_BYTES = (_TOKEN + ";=").encode()
 _LWS = " \t"
 
 
@@ -22,7 +27,7 @@ class FieldError(ValueError):
 
 
 def is_token(text: str) -> bool:
-    return bool(text) and TOKEN_CHARS.issuperset(text)
+    return bool(text) and not text.encode("utf-8", "surrogateescape").translate(None, _TOKEN_BYTES)
 
 
 def split_commas(value: str) -> list[str]:
@@ -90,9 +95,19 @@ def parse_params(text: str) -> dict[str, str | None]:
         if text[0] != ";":
             raise FieldError("expected ';' before parameter")
     body = text[1:]
+    if body.isascii() and not body.encode().translate(None, _PARAMS_BYTES):
+        # Only token characters, ';' and '=': what is left to check is the structure.
+        params: dict[str, str | None] = {}
+        for item in body.split(";"):
+            name, eq, value = item.partition("=")
+            if not name or eq and (not value or "=" in value):
+                break  # the general path below says what is wrong
+            params[name.lower()] = value if eq else None
+        else:
+            return params
     items = body.split(";") if '"' not in body else _split_semicolons(body)
     lws = " " in body or "\t" in body
-    params: dict[str, str | None] = {}
+    params = {}
     for item in items:
         name, eq, value = item.partition("=")
         if lws:
@@ -194,7 +209,11 @@ class NameAddr:
                 uri_text = uri_text.rstrip()
                 if "?" in uri_text or "," in uri_text:
                     raise FieldError("a URI with '?' or ',' must be enclosed in <>")
-                return cls(_uri(uri_text), None, parse_params(semi + rest) if semi else {})
+                try:
+                    uri = URI.parse(uri_text)
+                except URIError as exc:
+                    raise FieldError(f"bad URI: {exc}") from None
+                return cls(uri, None, parse_params(semi + rest) if semi else {})
             words = text[:lt].split()
             for w in words:
                 if not TOKEN_CHARS.issuperset(w):
@@ -203,9 +222,16 @@ class NameAddr:
         gt = text.find(">", lt + 1)
         if gt < 0:
             raise FieldError("missing '>'")
-        uri = _uri(text[lt + 1:gt])
+        try:
+            uri = URI.parse(text[lt + 1:gt])
+        except URIError as exc:
+            raise FieldError(f"bad URI: {exc}") from None
         rest = text[gt + 1:]
-        return cls(uri, display, parse_params(rest) if rest else {})
+        na = _new(cls)
+        na.uri = uri
+        na.display = display
+        na.params = parse_params(rest) if rest else {}
+        return na
 
     def __str__(self) -> str:
         parts = []
@@ -220,11 +246,7 @@ class NameAddr:
         return "".join(parts)
 
 
-def _uri(text: str) -> URI:
-    try:
-        return URI.parse(text)
-    except URIError as exc:
-        raise FieldError(f"bad URI: {exc}") from None
+_new = object.__new__
 
 
 @dataclass(slots=True)
@@ -246,34 +268,18 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> "Via":
-        if value.startswith("SIP/2.0/"):
-            version, rest = "2.0", value[8:]
-        else:  # LWS around the slashes, lower-case "sip", other versions
-            proto, sep, rest = value.partition("/")
-            if not sep or proto.strip().upper() != "SIP":
-                raise FieldError("Via must start with SIP/2.0/transport")
-            version, sep, rest = rest.partition("/")
-            version = version.strip()
-            if not sep or not is_token(version):
-                raise FieldError("Via without a protocol version")
-        parts = rest.split(None, 1)
-        if len(parts) != 2 or not TOKEN_CHARS.issuperset(parts[0]):
-            raise FieldError("Via without a transport and sent-by")
-        transport, rest = parts
-        semi = rest.find(";")
-        if semi < 0:
-            hostport, params = rest.rstrip(), {}
-        else:
-            hostport, params = rest[:semi].rstrip(), parse_params(rest[semi:])
-        if " " in hostport or "\t" in hostport:  # LWS is allowed around the port's colon
-            hostport = ":".join(p.strip() for p in hostport.split(":"))
-            if " " in hostport or "\t" in hostport:
-                raise FieldError("Via without a valid sent-by")
-        try:
-            host, port = split_hostport(hostport)
-        except URIError as exc:
-            raise FieldError(f"Via sent-by: {exc}") from None
-        return cls(transport.upper(), host, port, params, version)
+        semi = value.find(";")
+        head = value if semi < 0 else value[:semi]
+        known = _SENT_BY.get(head)
+        if known is None:
+            known = _parse_sent_by(head)
+            if len(_SENT_BY) >= _SENT_BY_MAX:
+                _SENT_BY.clear()
+            _SENT_BY[head] = known
+        via = _new(cls)
+        via.transport, via.host, via.port, via.version = known
+        via.params = parse_params(value[semi:]) if semi >= 0 else {}
+        return via
 
     def __str__(self) -> str:
         parts = [f"SIP/{self.version}/{self.transport} {self.host}"]
@@ -282,6 +288,39 @@ class Via:
         for name, value in self.params.items():
             parts.append(f";{name}" if value is None else f";{name}={value}")
         return "".join(parts)
+
+
+# "SIP/2.0/UDP host:port" (a Via value up to its parameters) -> (transport, host, port,
+# version): each phone and proxy sends the same one in every message.
+_SENT_BY: dict[str, tuple[str, str, int | None, str]] = {}
+_SENT_BY_MAX = 4096
+
+
+def _parse_sent_by(text: str) -> tuple[str, str, int | None, str]:
+    """sent-protocol LWS sent-by, with LWS allowed around '/' and ':' (RFC 3261 §20.42)."""
+    if text.startswith("SIP/2.0/"):
+        version, rest = "2.0", text[8:]
+    else:  # LWS around the slashes, lower-case "sip", other versions
+        proto, sep, rest = text.partition("/")
+        if not sep or proto.strip().upper() != "SIP":
+            raise FieldError("Via must start with SIP/2.0/transport")
+        version, sep, rest = rest.partition("/")
+        version = version.strip()
+        if not sep or not is_token(version):
+            raise FieldError("Via without a protocol version")
+    parts = rest.split(None, 1)
+    if len(parts) != 2 or not is_token(parts[0]):
+        raise FieldError("Via without a transport and sent-by")
+    transport, hostport = parts[0].upper(), parts[1].rstrip()
+    if " " in hostport or "\t" in hostport:  # LWS is allowed around the port's colon
+        hostport = ":".join(p.strip() for p in hostport.split(":"))
+        if " " in hostport or "\t" in hostport:
+            raise FieldError("Via without a valid sent-by")
+    try:
+        host, port = split_hostport(hostport)
+    except URIError as exc:
+        raise FieldError(f"Via sent-by: {exc}") from None
+    return transport, host, port, version
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
