@@ -335,49 +335,18 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
             text, rest = data[:end].decode("utf-8", "surrogateescape"), data[end + 2:]
         else:  # no blank line: headers only
             text, rest = data.decode("utf-8", "surrogateescape").rstrip("\r\n"), b""
-    lines = text.split("\r\n")
-    n = len(lines) - 1
-    if text.count("\n") != n or text.count("\r") != n:
-        lines = _split_lax(text)
-    if "\n " in text or "\n\t" in text:
-        lines = _unfold(lines)
+    # Lines end at LF; the CR of each CRLF is stripped with the value's whitespace, so
+    # only a CR elsewhere (counted here, checked in _split_lax) needs a second look.
+    lines = text.split("\n")
+    if text.count("\r") != len(lines) - 1:
+        lines = _split_lax(lines)
     first = lines[0]
+    if first[-1:] == "\r":
+        first = first[:-1]
     if not first:
         raise ParseError(400, "Empty start line")
 
-    headers: dict[str, list[str]] = {}
-    names: dict[str, str] | None = None
-    repeated: list[str] | None = None  # keys seen more than once (checked by _validate)
-    lookup = _LOOKUP
-    it = iter(lines)
-    next(it)
-    for line in it:
-        name, sep, value = line.partition(":")
-        if not sep:
-            if not line:
-                continue
-            raise ParseError(400, "Header line without a colon")
-        try:
-            key = lookup[name]
-        except KeyError:
-            stripped = name.rstrip()
-            low = stripped.lower()
-            key = lookup.get(low)
-            if key is None:
-                if not is_token(stripped):
-                    raise ParseError(400, "Invalid header name") from None
-                key = low
-                if names is None:
-                    names = {}
-                names.setdefault(key, stripped)
-        if key in headers:
-            headers[key].append(value.strip())
-            if repeated is None:
-                repeated = [key]
-            else:
-                repeated.append(key)
-        else:
-            headers[key] = [value.strip()]
+    headers, names, repeated = _read_headers(lines)
 
     if first.startswith("SIP/"):
         msg: Request | Response = _response_from(first, headers, names)
@@ -405,26 +374,72 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
     return msg
 
 
-def _split_lax(text: str) -> list[str]:
-    """Lines of a header block that does not use CRLF throughout: bare LF ends a line too;
-    a bare CR is not allowed anywhere in it."""
-    text = text.replace("\r\n", "\n")
-    if "\r" in text:
-        raise ParseError(400, "Bare CR in the header section")
-    return text.split("\n")
-
-
-def _unfold(lines: list[str]) -> list[str]:
-    """Join continuation lines (starting with SP or HT) to the line before (§7.3.1)."""
-    out = [lines[0]]
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
-            if len(out) == 1:
-                raise ParseError(400, "Continuation line before any header")
-            out[-1] = out[-1].rstrip() + " " + line.strip()
+def _read_headers(lines: list[str]) -> tuple[dict[str, list[str]], dict[str, str] | None, list[str] | None]:
+    """{key: [values]} from the lines after the start line (lines[0]), the spelling of the
+    unknown names, and the keys that occur more than once (for _validate). Continuation
+    lines only cost something when they occur: they fail the name lookup first."""
+    headers: dict[str, list[str]] = {}
+    names: dict[str, str] | None = None
+    repeated: list[str] | None = None  # keys seen more than once (checked by _validate)
+    lookup = _LOOKUP
+    key = None
+    it = iter(lines)
+    next(it)
+    for line in it:
+        name, sep, value = line.partition(":")
+        if not sep:
+            if line[:1] in (" ", "\t"):
+                _fold(headers, key, line)
+            elif line.strip():
+                raise ParseError(400, "Header line without a colon")
+            continue
+        try:
+            key = lookup[name]
+        except KeyError:
+            if name[:1] in (" ", "\t"):  # a continuation line with a ':' in it
+                _fold(headers, key, line)
+                continue
+            stripped = name.rstrip()
+            low = stripped.lower()
+            key = lookup.get(low)
+            if key is None:
+                if not is_token(stripped):
+                    raise ParseError(400, "Invalid header name") from None
+                key = low
+                if names is None:
+                    names = {}
+                names.setdefault(key, stripped)
+        if key in headers:
+            headers[key].append(value.strip())
+            if repeated is None:
+                repeated = [key]
+            else:
+                repeated.append(key)
         else:
-            out.append(line)
+            headers[key] = [value.strip()]
+
+    return headers, names, repeated
+
+
+def _split_lax(lines: list[str]) -> list[str]:
+    """The lines of a header section that does not end every line with CRLF: a bare LF
+    ends a line too (leniency), a CR anywhere but before LF is malformed."""
+    out = []
+    for line in lines:
+        if line[-1:] == "\r":
+            line = line[:-1]
+        if "\r" in line:
+            raise ParseError(400, "Bare CR in the header section")
+        out.append(line)
     return out
+
+
+def _fold(headers: dict[str, list[str]], key: str | None, line: str) -> None:
+    """Join a continuation line (it starts with SP or HT) to the value before (§7.3.1)."""
+    if key is None:
+        raise ParseError(400, "Continuation line before any header")
+    values = headers[key]
+    values[-1] = (values[-1] + " " + line.strip()).strip()
 
 
 def _is_version(text: str) -> bool:
@@ -519,7 +534,7 @@ def _validate(msg: Request | Response, repeated: list[str] | None = None) -> Non
         raise ParseError(400, "Bad Via: SIP version is not 2.0", msg)
     msg._top = top_via
     try:
-        number, method = msg._cseq = parse_cseq(cseq[0])
+        msg._cseq = parse_cseq(cseq[0])
     except FieldError as exc:
         raise ParseError(400, f"Bad CSeq: {exc}", msg) from None
     try:
@@ -534,7 +549,7 @@ def _validate(msg: Request | Response, repeated: list[str] | None = None) -> Non
     if not cid or " " in cid or "\t" in cid:
         raise ParseError(400, "Bad Call-ID", msg)
     if msg.__class__ is Request:
-        if method != msg.method:
+        if msg._cseq[1] != msg.method:
             # RFC 4475 §3.1.2.18 prefers 501 when the method is unknown; 400 is allowed too.
             raise ParseError(400, "CSeq method does not match the request method", msg)
         mf = h.get("max-forwards")
