@@ -335,14 +335,13 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
             text, rest = data[:end].decode("utf-8", "surrogateescape"), data[end + 2:]
         else:  # no blank line: headers only
             text, rest = data.decode("utf-8", "surrogateescape").rstrip("\r\n"), b""
-    # Lines end at LF; the CR of each CRLF is stripped with the value's whitespace, so
-    # only a CR elsewhere (counted here, checked in _split_lax) needs a second look.
-    lines = text.split("\n")
-    if text.count("\r") != len(lines) - 1:
-        lines = _split_lax(lines)
+    # With CRLF throughout, there are as many CRs and as many LFs as line breaks; any
+    # other count means a bare LF (tolerated as a line end) or a bare CR (rejected).
+    lines = text.split("\r\n")
+    n = len(lines) - 1
+    if text.count("\n") != n or text.count("\r") != n:
+        lines = _split_lax(text)
     first = lines[0]
-    if first[-1:] == "\r":
-        first = first[:-1]
     if not first:
         raise ParseError(400, "Empty start line")
 
@@ -421,17 +420,13 @@ def _read_headers(lines: list[str]) -> tuple[dict[str, list[str]], dict[str, str
     return headers, names, repeated
 
 
-def _split_lax(lines: list[str]) -> list[str]:
+def _split_lax(text: str) -> list[str]:
     """The lines of a header section that does not end every line with CRLF: a bare LF
     ends a line too (leniency), a CR anywhere but before LF is malformed."""
-    out = []
-    for line in lines:
-        if line[-1:] == "\r":
-            line = line[:-1]
-        if "\r" in line:
-            raise ParseError(400, "Bare CR in the header section")
-        out.append(line)
-    return out
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        raise ParseError(400, "Bare CR in the header section")
+    return text.split("\n")
 
 
 def _fold(headers: dict[str, list[str]], key: str | None, line: str) -> None:
