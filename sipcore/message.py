@@ -341,9 +341,7 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
     n = len(lines) - 1
     if text.count("\n") != n or text.count("\r") != n:
         lines = _split_lax(text)
-    first = lines[0]
-    if not first:
-        raise ParseError(400, "Empty start line")
+    first = lines[0]  # not empty: leading CRLFs are gone
 
     headers, names, repeated = _read_headers(lines)
 

@@ -274,6 +274,11 @@ def split_hostport(hostport: str) -> tuple[str, int | None]:
         host, has_port, port_text = hostport.partition(":")
     if not host or not _HOST_RE.match(host):
         raise URIError(f"invalid host {host!r}")
+    if host[0] == "[":  # the regex only checks the characters; no zone IDs (RFC 3261 IPv6reference)
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise URIError(f"invalid IPv6 reference {host!r}") from None
     port = None
     if has_port:
         if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
@@ -285,7 +290,6 @@ def split_hostport(hostport: str) -> tuple[str, int | None]:
         _HOSTPORTS.clear()
     result = _HOSTPORTS[hostport] = (host, port)
     return result
-
 
 
 def _parse_params(text: str) -> dict[str, str | None]:

@@ -300,6 +300,7 @@ def test_ipv6_references():
     "sip:user@example.com:50a", "sip:user@example.com:²", "sip:user@[2001:db8::1", "sip:user@[2001:db8::1]x",
     "sip:user@-bad-.example.com", "sip:user@exa_mple.com", "sip:user@example.com;", "sip:h;;lr",
     "sip:h?x", "sip:h?=1", "1sip:x", "noscheme", "tel:", "tel:;x=1", "foo:", "sip:a\x00b@h",
+    "sip:[:]", "sip:[1.2.3.4]", "sip:[2001:db8::1::2]", "sip:[fe80::1%eth0]", "sip:[]",
 ])
 def test_malformed_uris(text):
     with pytest.raises(URIError):
