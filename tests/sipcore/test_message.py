@@ -288,8 +288,8 @@ def test_ipv6_references():
     assert v.params == {"branch": "z9hG4bK776", "received": "[2001:db8::99]", "rport": None}
     assert v.sent_by == "[2001:db8::10]:5070"
     assert Via.parse(str(v)) == v
-    m = parse(request(start="OPTIONS sip:bob@[2001:db8::20]:5080 SIP/2.0",
-                      skip=("Via",)).replace(b"Max-Forwards", b"Via: SIP/2.0/TCP [2001:db8::10]:5070;branch=z9hG4bKx\r\nMax-Forwards"))
+    m = parse(request("Via: SIP/2.0/TCP [2001:db8::10]:5070;branch=z9hG4bKx", skip=("Via",),
+                      start="OPTIONS sip:bob@[2001:db8::20]:5080 SIP/2.0"))
     assert (m.uri.host, m.uri.port) == ("[2001:db8::20]", 5080)
     assert (m.top_via.host, m.top_via.port, m.top_via.transport) == ("[2001:db8::10]", 5070, "TCP")
 
