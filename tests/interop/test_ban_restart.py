@@ -294,6 +294,26 @@ def test_register_over_tls(server):
         assert uac.register("bob", contacts=["*"], expires=0).status == 200
 
 
+# --------------------------------------------------------------------------- malformed header lines
+
+@pytest.mark.parametrize("line", ["u1[authentication username= password=pw-u1]", "Bad Header Name: x"])
+def test_a_malformed_header_line_gets_400_not_silence(server, line):
+    """What SIPp 3.6.1 sends when a keyword does not expand (found while writing
+    register-auth.xml): a header line without a colon. Via, CSeq, From, To and Call-ID are
+    all fine, so the request can be answered (DESIGN.md: every error is a clear answer)."""
+    with UdpUac(server) as uac:
+        data = build_register("alice", uac.dest, sent_by=uac.local, call_id=f"bad-{os.urandom(4).hex()}",
+                              cseq=1, contacts=[f"<sip:alice@{uac.local[0]}:{uac.local[1]}>"])
+        data = data.replace(b"Content-Length: 0", line.encode() + b"\r\nContent-Length: 0")
+        resp = uac.transact(data, timeout=3)
+        assert resp is not None, (
+            f"BUG in sipcore/message.py parse(): {line!r} raises ParseError(400, ...) without the partial "
+            "message ('Header line without a colon' / 'Invalid header name'), so "
+            "sipcore/endpoint.py _reject_unparsable has no Via/CSeq to answer with and drops the "
+            "request silently; expected 400 Bad Request")
+        assert resp.status == 400, resp.raw
+
+
 # --------------------------------------------------------------------------- rport (RFC 3581)
 
 def test_rport_answers_the_source_port_and_fills_received_and_rport(server):

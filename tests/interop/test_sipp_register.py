@@ -50,6 +50,18 @@ def test_sipp_registers_1000_users_with_md5(md5_server, tmp_path):
     assert md5_server.metric("callrouter_sip_responses_total", 'class="2xx"') == USERS
 
 
+def test_sipp_registers_over_tcp(md5_server, tmp_path):
+    """The same scenario over one TCP connection (-t t1): framing of back-to-back messages."""
+    before = md5_server.metric("callrouter_registrations")
+    users = write_injection(tmp_path / "tcp-users.csv", bulk_user_rows(200))
+    result = run_sipp(("127.0.0.1", md5_server.sip_port), "register-auth.xml", tmp_path,
+                      calls=200, rate=1000, limit=50, inf=users, transport="t1", timeout=30)
+    assert result.returncode == 0, result.summary()
+    assert (result.successful, result.failed) == (200, 0), result.summary()
+    # New contacts (SIPp's TCP address), so 200 more bindings.
+    assert wait_metric(md5_server, "callrouter_registrations", before + 200) == before + 200
+
+
 def test_sipp_wrong_password_gets_403(md5_server, tmp_path):
     before = md5_server.metric("callrouter_registrations")
     users = write_injection(tmp_path / "wrong.csv",
