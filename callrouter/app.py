@@ -7,6 +7,7 @@ REGISTER already finds its credentials) and of shutdown (bindings flushed last).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -144,6 +145,7 @@ class Runtime:
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     runtime = Runtime(settings)
     await runtime.start()
+    tune_garbage_collector()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -156,6 +158,17 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
           f"API http://{settings.api.host}:{settings.api.port}", flush=True)
     await stop.wait()
     await runtime.stop()
+
+
+def tune_garbage_collector() -> None:
+    """Every REGISTER allocates a few dozen objects and a transaction lives 32 s, so with
+    the default thresholds the cyclic collector walks hundreds of thousands of live objects
+    many times a second (it cost a third of registrar throughput). Objects that exist at
+    start-up are frozen out of collection, and collections run ~100x less often; the
+    runtime creates few reference cycles, so memory stays bounded."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def run(settings: Settings) -> None:

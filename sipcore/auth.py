@@ -416,10 +416,6 @@ class DigestAuthenticator:
             # Without this a response captured for one request-URI could be replayed for another.
             return AuthResult(AuthOutcome.MALFORMED, username, algorithm=algorithm,
                               reason=f"digest uri {uri!r} does not match request URI {request_uri!r}")
-        opaque = p.get("opaque")
-        if opaque is not None and opaque != self._opaque(realm):
-            return AuthResult(AuthOutcome.MALFORMED, username, algorithm=algorithm, reason="opaque not ours")
-
         credentials = lookup(username)
         if credentials is None or credentials.realm != realm:
             return AuthResult(AuthOutcome.UNKNOWN_USER, username, algorithm=algorithm, reason="no such user in realm")
@@ -446,8 +442,10 @@ class DigestAuthenticator:
 
         # The response is right: from here on the client knows the password, and any refusal
         # is about the nonce, which a fresh challenge fixes.
-        if opened is None:
-            # Issued under another secret (restart, rotation) or tampered with.
+        opaque = p.get("opaque")
+        if opened is None or (opaque is not None and opaque != self._opaque(realm)):
+            # Issued under another secret (restart, rotation) or tampered with: the phone
+            # echoes the old challenge's nonce and opaque, and a fresh challenge fixes both.
             return AuthResult(AuthOutcome.STALE, username, algorithm=algorithm, reason="nonce not issued by us")
         key, issued = opened
         age = now - issued

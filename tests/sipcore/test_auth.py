@@ -323,9 +323,13 @@ def test_opaque_must_be_ours_when_present(auth):
     ch = fresh(auth)
     good = client_response(nonce=ch["nonce"], opaque=ch["opaque"])
     assert auth.verify(good, "REGISTER", RURI, REALM, LOOKUP, 1000.0).outcome is AuthOutcome.OK
+    # A foreign opaque (a challenge from before a restart, echoed back) is never accepted:
+    # the right password earns a fresh challenge (stale), a wrong one a refusal.
     ch = fresh(auth)
     bad = client_response(nonce=ch["nonce"], opaque="somebody-else")
-    assert auth.verify(bad, "REGISTER", RURI, REALM, LOOKUP, 1000.0).outcome is AuthOutcome.MALFORMED
+    assert auth.verify(bad, "REGISTER", RURI, REALM, LOOKUP, 1000.0).outcome is AuthOutcome.STALE
+    wrong = client_response(nonce=ch["nonce"], opaque="somebody-else", password="nope")
+    assert auth.verify(wrong, "REGISTER", RURI, REALM, LOOKUP, 1000.0).outcome is AuthOutcome.WRONG_CREDENTIALS
 
 
 def test_non_digest_and_garbage(auth):
