@@ -31,7 +31,7 @@ from .web import build_web_app
 
 log = logging.getLogger("callrouter")
 DEFAULT_REALM = "callrouter"
-PRUNE_EVERY = 30.0
+PRUNE_EVERY = 5.0
 
 
 class Runtime:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .app import Runtime
 
 RUNTIME_KEY = web.AppKey("runtime", object)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
 
 class RuntimeCollector:
@@ -27,6 +28,7 @@ class RuntimeCollector:
         if ep is None:
             return
         stats = ep.stats
+        rt.bindings.prune(time.time())  # expired bindings leave the count when they expire
         reg = GaugeMetricFamily("callrouter_registrations", "Current bindings (registered contacts)")
         reg.add_metric([], len(rt.bindings))
         yield reg
@@ -63,6 +65,7 @@ class RuntimeCollector:
 async def healthz(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME_KEY]
     ok = rt.endpoint is not None and rt.sip is not None
+    rt.bindings.prune(time.time())
     body = {
         "status": "ok" if ok else "starting",
         "uptimeSeconds": round(time.time() - rt.started_at, 1),
@@ -74,7 +77,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry: CollectorRegistry = request.app["registry"]
+    registry = request.app[REGISTRY_KEY]
     return web.Response(body=generate_latest(registry),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -84,7 +87,7 @@ def build_web_app(runtime: "Runtime") -> web.Application:
     app[RUNTIME_KEY] = runtime
     registry = CollectorRegistry()
     registry.register(RuntimeCollector(runtime))
-    app["registry"] = registry
+    app[REGISTRY_KEY] = registry
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

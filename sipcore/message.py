@@ -343,12 +343,15 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
         lines = _split_lax(text)
     first = lines[0]  # not empty: leading CRLFs are gone
 
-    headers, names, repeated = _read_headers(lines)
+    headers, names, repeated, bad_line = _read_headers(lines)
 
     if first.startswith("SIP/"):
         msg: Request | Response = _response_from(first, headers, names)
     else:
         msg = _request_from(first, headers, names)
+    if bad_line is not None:
+        # The other headers were read, so the 400 can still be addressed to the sender.
+        raise ParseError(400, bad_line, msg)
 
     # Body delimited by Content-Length; extra octets in a datagram are not ours (§18.3).
     cl_values = headers.get("content-length")
@@ -371,10 +374,13 @@ def parse(data: bytes, *, strict: bool = True) -> Request | Response:
     return msg
 
 
-def _read_headers(lines: list[str]) -> tuple[dict[str, list[str]], dict[str, str] | None, list[str] | None]:
+def _read_headers(lines: list[str]) -> tuple[dict[str, list[str]], dict[str, str] | None,
+                                             list[str] | None, str | None]:
     """{key: [values]} from the lines after the start line (lines[0]), the spelling of the
-    unknown names, and the keys that occur more than once (for _validate). Continuation
-    lines only cost something when they occur: they fail the name lookup first."""
+    unknown names, the keys that occur more than once (for _validate), and why a line
+    could not be read (such lines are skipped so that the rest still addresses the 400).
+    Continuation lines only cost something when they occur: they fail the name lookup first."""
+    bad_line: str | None = None
     headers: dict[str, list[str]] = {}
     names: dict[str, str] | None = None
     repeated: list[str] | None = None  # keys seen more than once (checked by _validate)
@@ -386,9 +392,10 @@ def _read_headers(lines: list[str]) -> tuple[dict[str, list[str]], dict[str, str
         name, sep, value = line.partition(":")
         if not sep:
             if line[:1] in (" ", "\t"):
-                _fold(headers, key, line)
+                if key is not None or bad_line is None:  # else: it continues a skipped line
+                    _fold(headers, key, line)
             elif line.strip():
-                raise ParseError(400, "Header line without a colon")
+                bad_line = bad_line or "Header line without a colon"
             continue
         try:
             key = lookup[name]
@@ -401,7 +408,9 @@ def _read_headers(lines: list[str]) -> tuple[dict[str, list[str]], dict[str, str
             key = lookup.get(low)
             if key is None:
                 if not is_token(stripped):
-                    raise ParseError(400, "Invalid header name") from None
+                    bad_line = bad_line or "Invalid header name"
+                    key = None
+                    continue
                 key = low
                 if names is None:
                     names = {}
@@ -415,7 +424,7 @@ def _read_headers(lines: list[str]) -> tuple[dict[str, list[str]], dict[str, str
         else:
             headers[key] = [value.strip()]
 
-    return headers, names, repeated
+    return headers, names, repeated, bad_line
 
 
 def _split_lax(text: str) -> list[str]:
