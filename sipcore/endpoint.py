@@ -110,6 +110,14 @@ class Endpoint:
         if req.method == "ACK":
             return []  # ACK for a 2xx belongs to a dialog; no dialogs yet means nothing to do
         reply_addr = self._stamp_via(req, source, transport)
+        if req.method == "REGISTER" and self.auth_required and "authorization" not in req:
+            # The challenge is answered statelessly, as Kamailio's sl does (RFC 3261 §8.2.7):
+            # a retransmission just gets a fresh challenge, and half of all REGISTERs then
+            # cost no transaction kept for 32 s.
+            resp = self._dispatch(req, None, source, transport, now)
+            resp.set("Server", self.server_name)
+            self._count_response(resp)
+            return [Send(resp.to_bytes(), reply_addr, transport)]
         txn = self.transactions.create_server(req, reply_addr, transport, now)
         resp = self._dispatch(req, txn, source, transport, now)
         if resp is None:
@@ -148,7 +156,7 @@ class Endpoint:
         return (ip, via.port or 5060)
 
     # -- request handling -------------------------------------------------------------------
-    def _dispatch(self, req: Request, txn: ServerTransaction, source: Address, transport: str,
+    def _dispatch(self, req: Request, txn: ServerTransaction | None, source: Address, transport: str,
                   now: float) -> Response | None:
         method = req.method
         tag = next(self._tags)
