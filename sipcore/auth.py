@@ -293,6 +293,7 @@ class DigestAuthenticator:
         if max_tracked_nonces < 1:
             raise ValueError("max_tracked_nonces must be at least 1")
         self._secret = bytes(secret)
+        self._mac_key = hashlib.blake2b(self._secret).digest()  # any length secret -> 64 bytes
         self.nonce_ttl = float(nonce_ttl)
         self.algorithms = canonical
         self._accepted = frozenset(canonical)
@@ -320,7 +321,7 @@ class DigestAuthenticator:
 
     def _make_nonce(self, realm: str, now: float) -> str:
         head = _NONCE_HEAD.pack(float(now), os.urandom(8))
-        mac = hmac.digest(self._secret, head + realm.encode(), "sha256")[:_MAC_LEN]
+        mac = self._mac(head + realm.encode())
         return base64.urlsafe_b64encode(head + mac).rstrip(b"=").decode("ascii")
 
     def _open_nonce(self, nonce: str, realm: str) -> tuple[bytes, float] | None:
@@ -329,10 +330,15 @@ class DigestAuthenticator:
             return None
         raw = base64.urlsafe_b64decode(nonce + "=")
         head = raw[:16]
-        mac = hmac.digest(self._secret, head + realm.encode(), "sha256")[:_MAC_LEN]
+        mac = self._mac(head + realm.encode())
         if not hmac.compare_digest(mac, raw[16:]):
             return None
         return head, _NONCE_HEAD.unpack(head)[0]
+
+    def _mac(self, data: bytes) -> bytes:
+        # Keyed BLAKE2b is a MAC in its own right (RFC 7693 §2.9) at a third of HMAC-SHA256's
+        # cost, and every REGISTER computes one.
+        return hashlib.blake2b(data, key=self._mac_key, digest_size=_MAC_LEN).digest()
 
     def _opaque(self, realm: str) -> str:
         opaque = self._opaque_cache.get(realm)
