@@ -21,8 +21,8 @@ COPY sipcore ./sipcore
 COPY routing ./routing
 COPY ivr ./ivr
 COPY provisioning ./provisioning
-COPY prompts ./prompts
-# Editable, so code that finds prompts/ relative to the source tree works as in a checkout.
+# Editable, so that data folders next to the code (the IVR's prompts/, when it lands) are
+# found as in a checkout.
 RUN pip install -e .
 
 # The settings use paths relative to their own folder (store at ../var/callrouter.db). With

@@ -66,10 +66,21 @@ class Endpoint:
 
     # -- input ----------------------------------------------------------------------------
     def receive(self, data: bytes, source: Address, transport: str, now: float) -> list[Send]:
-        verdict = self.guard.admit(source[0], now)
-        if verdict is not Verdict.ALLOW:
-            self.stats.dropped[verdict.name.lower()] += 1
+        if not self.admit(source[0], now):
             return []
+        return self.handle(data, source, transport, now)
+
+    def admit(self, ip: str, now: float) -> bool:
+        """The per-source guard alone: under a flood the shell calls this first, so that a
+        refused datagram costs as little as possible."""
+        verdict = self.guard.admit(ip, now)
+        if verdict is Verdict.ALLOW:
+            return True
+        self.stats.dropped[verdict.name.lower()] += 1
+        return False
+
+    def handle(self, data: bytes, source: Address, transport: str, now: float) -> list[Send]:
+        """A datagram or framed message the guard admitted."""
         try:
             msg = parse(data)
         except ParseError as exc:

@@ -185,6 +185,22 @@ class NameAddr:
 
     @classmethod
     def parse(cls, value: str) -> "NameAddr":
+        # A phone sends the same From, To and Contact text in every REGISTER (the challenge,
+        # the answer, each refresh): parse each text once and hand out copies.
+        known = _NAME_ADDRS.get(value)
+        if known is None:
+            known = cls._parse(value)
+            if len(_NAME_ADDRS) >= _NAME_ADDRS_MAX:
+                _NAME_ADDRS.clear()
+            _NAME_ADDRS[value] = known
+        na = _new(cls)
+        na.uri = known.uri.copy()
+        na.display = known.display
+        na.params = known.params.copy()
+        return na
+
+    @classmethod
+    def _parse(cls, value: str) -> "NameAddr":
         text = value.strip()
         if not text:
             raise FieldError("empty address")
@@ -247,6 +263,8 @@ class NameAddr:
 
 
 _new = object.__new__
+_NAME_ADDRS: dict[str, NameAddr] = {}
+_NAME_ADDRS_MAX = 50_000
 
 
 @dataclass(slots=True)

@@ -26,9 +26,13 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
+        server = self.server
+        now = server.clock()
+        if not server.endpoint.admit(addr[0], now):
+            return  # flood or ban: refused before anything else is spent on it
         if len(data) <= 4 and not data.strip():
             return  # CRLF keep-alive
-        self.server.deliver(data, (addr[0], addr[1]), "UDP")
+        server.deliver(data, (addr[0], addr[1]), "UDP", now)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable for a phone that went away: nothing to do, timers handle it.
@@ -129,9 +133,14 @@ class SipServer:
         for srv in self._servers:
             await srv.wait_closed()
 
-    def deliver(self, data: bytes, source: tuple[str, int], transport: str) -> None:
+    def deliver(self, data: bytes, source: tuple[str, int], transport: str,
+                now: float | None = None) -> None:
+        """Hand a message to the core; UDP has already been admitted (now is given)."""
         try:
-            sends = self.endpoint.receive(data, source, transport, self.clock())
+            if now is None:
+                sends = self.endpoint.receive(data, source, transport, self.clock())
+            else:
+                sends = self.endpoint.handle(data, source, transport, now)
         except Exception:  # a bug must cost one message, never the server
             log.exception("error handling a message from %s:%s", *source)
             return

@@ -164,6 +164,15 @@ class URI:
             raise URIError("URI without a scheme-specific part")
         return cls(scheme=scheme_l, opaque=rest)
 
+    def copy(self) -> "URI":
+        """An independent copy (its own params and headers dicts)."""
+        uri = _new_uri(URI)
+        uri.scheme, uri.user, uri.password, uri.host, uri.port, uri.opaque = (
+            self.scheme, self.user, self.password, self.host, self.port, self.opaque)
+        uri.params = self.params.copy()
+        uri.headers = self.headers.copy()
+        return uri
+
     def __str__(self) -> str:
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
