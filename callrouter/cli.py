@@ -43,6 +43,9 @@ def _serve(settings: Settings) -> int:
     logging.basicConfig(format=LOG_FORMAT)
     # Set separately: basicConfig ignores its level when the root logger already has handlers.
     logging.getLogger().setLevel(settings.log.level)
+    # Alembic narrates every plugin it loads at INFO; migrations that ran are still logged
+    # by callrouter's own start-up lines.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     # Imported here so apply and demo do not pay for (or depend on) the SIP and HTTP stack.
     from callrouter import app
 
