@@ -11,7 +11,6 @@ SIPp-level ``-timeout`` and a subprocess timeout, and every socket read has a ti
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib
 import os
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sipcore.sipclient import challenge_params, digest_authorization
 from tests.server import NAMED_USERS, REALM, ServerProcess, bulk_password, free_port
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -233,34 +233,10 @@ def read_sipp_stats(path: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------- a blocking SIP UAC
 
 _PARAM = re.compile(r'([\w-]+)=(?:"([^"]*)"|([^\s,]+))')
-_HASH = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
-
-
-def challenge_params(value: str) -> dict[str, str]:
-    return {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-            for m in _PARAM.finditer(value)}
-
-
 def digest(challenge: str, user: str, password: str, method: str, uri: str,
            nc: int = 1, cnonce: str | None = None) -> str:
-    """Authorization value for one challenge, computed here with hashlib (qop=auth when
-    offered), independently of sipcore.auth."""
-    p = challenge_params(challenge)
-    algorithm = p.get("algorithm", "MD5").upper()
-    h = lambda text: _HASH[algorithm](text.encode()).hexdigest()  # noqa: E731
-    ha1 = h(f"{user}:{p['realm']}:{password}")
-    ha2 = h(f"{method}:{uri}")
-    cnonce = cnonce or os.urandom(6).hex()
-    opaque = f', opaque="{p["opaque"]}"' if "opaque" in p else ""
-    if "qop" in p:
-        nc_text = f"{nc:08x}"
-        response = h(f"{ha1}:{p['nonce']}:{nc_text}:{cnonce}:auth:{ha2}")
-        tail = f', qop=auth, nc={nc_text}, cnonce="{cnonce}"'
-    else:
-        response = h(f"{ha1}:{p['nonce']}:{ha2}")
-        tail = ""
-    return (f'Digest username="{user}", realm="{p["realm"]}", nonce="{p["nonce"]}", uri="{uri}", '
-            f'response="{response}", algorithm={algorithm}{opaque}{tail}')
+    """Authorization value for one challenge (qop=auth when offered)."""
+    return digest_authorization(challenge, user, password, method, uri, nc=nc, cnonce=cnonce)
 
 
 def pick_challenge(values: list[str], algorithm: str) -> str:

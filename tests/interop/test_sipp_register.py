@@ -10,13 +10,13 @@ default settings, so it also shows that a client may pick the challenge it prefe
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 import time
 
 import pytest
 
+from tests.sipcore.sipclient import digest_authorization
 from tests.interop.conftest import (bulk_user_rows, challenge_params, password_of, run_sipp,
                                     wait_metric, write_injection)
 from tests.server import REALM
@@ -96,14 +96,7 @@ class _Dispatch(asyncio.DatagramProtocol):
 def _sha256_authorization(challenge: str, user: str, password: str, uri: str, nc: int, cnonce: str) -> str:
     p = challenge_params(challenge)
     assert p["algorithm"] == "SHA-256" and p["realm"] == REALM and "auth" in p["qop"].split(",")
-    h = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
-    ha1 = h(f"{user}:{p['realm']}:{password}")
-    ha2 = h(f"REGISTER:{uri}")
-    nc_text = f"{nc:08x}"
-    response = h(f"{ha1}:{p['nonce']}:{nc_text}:{cnonce}:auth:{ha2}")
-    return (f'Digest username="{user}", realm="{p["realm"]}", nonce="{p["nonce"]}", uri="{uri}", '
-            f'response="{response}", algorithm=SHA-256, qop=auth, nc={nc_text}, cnonce="{cnonce}", '
-            f'opaque="{p["opaque"]}"')
+    return digest_authorization(challenge, user, password, "REGISTER", uri, nc=nc, cnonce=cnonce)
 
 
 async def _register_sha256(transport, proto: _Dispatch, server: tuple[str, int], local: tuple[str, int],

@@ -21,9 +21,13 @@ def challenge_params(value: str) -> dict[str, str]:
 
 
 def digest_authorization(challenge: str, username: str, password: str, method: str, uri: str,
-                         nc: int = 1, cnonce: str = "0a4f113b", qop: bool = True) -> str:
+                         nc: int = 1, cnonce: str | None = None, qop: bool | None = None) -> str:
+    """The Authorization value for `challenge`, computed with hashlib (independently of
+    sipcore.auth); qop=auth when the challenge offers it unless `qop` says otherwise."""
     p = challenge_params(challenge)
-    algorithm = p.get("algorithm", "MD5")
+    algorithm = p.get("algorithm", "MD5").upper()
+    qop = "qop" in p if qop is None else qop
+    cnonce = cnonce or os.urandom(6).hex()
     h = lambda text: _HASH[algorithm](text.encode()).hexdigest()  # noqa: E731
     ha1 = h(f"{username}:{p['realm']}:{password}")
     ha2 = h(f"{method}:{uri}")
