@@ -189,6 +189,8 @@ class NameAddr:
         # the answer, each refresh): parse each text once and hand out copies.
         known = _NAME_ADDRS.get(value)
         if known is None:
+            if "tag=" in value:  # a From (or a To in a dialog) is new with every call
+                return cls._parse(value)
             known = cls._parse(value)
             if len(_NAME_ADDRS) >= _NAME_ADDRS_MAX:
                 _NAME_ADDRS.clear()
