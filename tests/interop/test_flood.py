@@ -40,6 +40,13 @@ def register_over_udp(server: ServerProcess, sock: socket.socket, user: str, cse
     return parse(transact(sock, second, dest)).status
 
 
+def register_once(server: ServerProcess, user: str) -> int:
+    """One registration from a fresh socket on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        phone.bind(("127.0.0.1", 0))
+        return register_over_udp(server, phone, user, cseq=1)
+
+
 FLOODER = """
 import os, socket, sys, time
 port, seconds, rate = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
