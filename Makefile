@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the interop tests drive: SIPp (sip-tester).
+# Debian packages the tests drive: SIPp (sip-tester) as a phone and trunk, espeak-ng for
+# prompts and speech, ffmpeg for announcement conversion (pydub).
+DEBIAN_TEST_PKGS := sip-tester espeak-ng ffmpeg
 debian-test-deps:
-	@command -v sipp >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester; }
+	@command -v sipp >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PKGS); }
 
 # Kamailio is the side-by-side reference in the benchmarks.
 debian-bench-deps: debian-test-deps

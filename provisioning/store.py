@@ -374,3 +374,8 @@ def alembic_config() -> Any:
     # Silences Alembic's warning about legacy space/comma splitting of version_locations.
     config.set_main_option("path_separator", "os")
     return config
+
+
+# Tables owned by later concerns live in their own modules; importing them here registers them
+# on Base.metadata wherever the store is used (and lets the migration test compare them all).
+from provisioning import tables_access, tables_calls, tables_ivr, tables_orders  # noqa: E402,F401
