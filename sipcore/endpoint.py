@@ -19,7 +19,7 @@ from .fields import split_commas
 from .guard import SourceGuard, Verdict
 from .message import ParseError, Request, Response, make_response, parse
 from .registrar import ContactError, Registrar, parse_contacts
-from .transaction import Deliver, Send, ServerTransaction, TransactionLayer
+from .transaction import Deliver, Send, ServerTransaction, State, TimedOut, TransactionLayer
 from .uri import unescape
 
 log = logging.getLogger("sipcore.endpoint")
@@ -59,6 +59,8 @@ class Endpoint:
         self.transactions = transactions or TransactionLayer()
         self.server_name = server_name
         self.handler = handler
+        if handler is not None and hasattr(handler, "respond_via"):
+            handler.respond_via = self.respond
         # Off only for benchmarks and closed lab networks: anyone may then register any user.
         self.auth_required = auth_required
         self.stats = Stats()
@@ -113,13 +115,21 @@ class Endpoint:
                     out.extend(on_response(item, now) or ())
         return out
 
+    def _handler_output(self) -> list[Send]:
+        drain = getattr(self.handler, "drain", None)
+        return drain() if drain is not None else []
+
     def _on_request(self, req: Request, source: Address, transport: str, now: float) -> list[Send]:
         self.stats.requests[req.method] += 1
         txn = self.transactions.match_server(req)
         if txn is not None:
-            return self.transactions.on_retransmission(txn, req, now)
+            sends = self.transactions.on_retransmission(txn, req, now)
+            if req.method == "ACK" and txn.state is State.ACCEPTED:
+                sends.extend(self._ack_to_handler(req, source, transport, now))
+            return sends
         if req.method == "ACK":
-            return []  # ACK for a 2xx belongs to a dialog; no dialogs yet means nothing to do
+            # An ACK for a 2xx is its own transaction-less request and belongs to the dialog.
+            return self._ack_to_handler(req, source, transport, now)
         reply_addr = self._stamp_via(req, source, transport)
         if req.method == "REGISTER" and self.auth_required and "authorization" not in req:
             # The challenge is answered statelessly, as Kamailio's sl does (RFC 3261 §8.2.7):
@@ -131,9 +141,20 @@ class Endpoint:
             return [Send(resp.to_bytes(), reply_addr, transport)]
         txn = self.transactions.create_server(req, reply_addr, transport, now)
         resp = self._dispatch(req, txn, source, transport, now)
+        out = self._handler_output() if self.handler is not None else []
         if resp is None:
+            return out
+        return out + self.respond(txn, resp, now)
+
+    def _ack_to_handler(self, req: Request, source: Address, transport: str, now: float) -> list[Send]:
+        on_ack = getattr(self.handler, "on_ack", None)
+        if on_ack is None:
             return []
-        return self.respond(txn, resp, now)
+        try:
+            req.to  # an ACK without a usable To cannot belong to a dialog
+        except (ValueError, KeyError):
+            return []
+        return on_ack(req, now) or []
 
     def respond(self, txn: ServerTransaction, resp: Response, now: float) -> list[Send]:
         if resp.status >= 200 and "server" not in resp:
@@ -264,9 +285,25 @@ class Endpoint:
 
     # -- time -----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        return self.transactions.next_deadline()
+        deadline = self.transactions.next_deadline()
+        own = getattr(self.handler, "next_deadline", None)
+        if own is not None:
+            theirs = own()
+            if theirs is not None and (deadline is None or theirs < deadline):
+                return theirs
+        return deadline
 
     def handle_timers(self, now: float) -> list[Send]:
-        return [item for item in self.transactions.handle_timers(now) if isinstance(item, Send)]
+        out: list[Send] = []
+        on_timeout = getattr(self.handler, "on_timeout", None)
+        for item in self.transactions.handle_timers(now):
+            if isinstance(item, Send):
+                out.append(item)
+            elif isinstance(item, TimedOut) and on_timeout is not None:
+                out.extend(on_timeout(item, now) or ())
+        own = getattr(self.handler, "handle_timers", None)
+        if own is not None:
+            out.extend(own(now) or ())
+        return out
 
 
