@@ -56,7 +56,7 @@ class Endpoint:
         self.guard = guard
         self.credentials = credentials
         self.realm = realm
-        self.transactions = transactions or TransactionLayer()
+        self.transactions = transactions if transactions is not None else TransactionLayer()
         self.server_name = server_name
         self.handler = handler
         if handler is not None and hasattr(handler, "respond_via"):
