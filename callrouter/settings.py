@@ -23,6 +23,7 @@ from provisioning.yamlsource import SourceError, load_yaml, source_errors
 __all__ = [
     "ApiSettings",
     "AuthSettings",
+    "CallsSettings",
     "ConfigError",
     "LocationSettings",
     "LogSettings",
@@ -96,8 +97,22 @@ class SipSettings(_Section):
     tls_key: Path | None = Field(default=None, validate_default=True)
     max_message_size: int = 65535
     tcp_idle_timeout: float = 300.0
+    advertise: str | None = None
 
     _host = field_validator("host")(_check_host)
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"must be an IP address, got {value!r}") from None
+        if ip.is_unspecified:
+            raise ValueError("must be an address phones can reach, not a wildcard")
+        return value
     _port = field_validator("port")(_check_port)
 
     @field_validator("tls_port")
@@ -135,6 +150,7 @@ class SipSettings(_Section):
 class RtpSettings(_Section):
     port_min: int = 20000
     port_max: int = 30000
+    relay: bool = True
 
     @field_validator("port_min")
     @classmethod
@@ -152,6 +168,17 @@ class RtpSettings(_Section):
         low = info.data.get("port_min")
         if low is not None and value <= low:
             raise ValueError(f"must be greater than rtp.port_min ({low})")
+        return value
+
+
+class CallsSettings(_Section):
+    no_answer_timeout: float = 30.0
+
+    @field_validator("no_answer_timeout")
+    @classmethod
+    def _no_answer(cls, value: float) -> float:
+        if not 5 <= value <= 600:
+            raise ValueError("must be between 5 and 600 seconds")
         return value
 
 
@@ -307,6 +334,7 @@ class LogSettings(_Section):
 class Settings(_Section):
     sip: SipSettings = Field(default_factory=dict, validate_default=True)
     rtp: RtpSettings = Field(default_factory=dict, validate_default=True)
+    calls: CallsSettings = Field(default_factory=dict, validate_default=True)
     api: ApiSettings = Field(default_factory=dict, validate_default=True)
     store: StoreSettings = Field(default_factory=dict, validate_default=True)
     location: LocationSettings = Field(default_factory=dict, validate_default=True)
@@ -321,7 +349,7 @@ class Settings(_Section):
     def _org(cls, value: Any, info: ValidationInfo) -> Any:
         return _resolve_path(value, info)
 
-    @field_validator("sip", "rtp", "api", "store", "location", "registrar", "auth", "security", "log", mode="before")
+    @field_validator("sip", "rtp", "calls", "api", "store", "location", "registrar", "auth", "security", "log", mode="before")
     @classmethod
     def _section(cls, value: Any) -> Any:
         # An empty section ("sip:" with nothing under it) means "all defaults", not an error.
