@@ -149,7 +149,7 @@ def check_number_order(kind: OrderKind, org: OrgFacts, location: LocationFacts,
                        numbers: Sequence[str], quantity: int) -> None:
     """Every limit on a new-number order; ``numbers`` are E.164 (empty for SEARCH and REQUEST)."""
     check_calling_plan(location)
-    count_field = "numbers" if numbers else "quantity"
+    count_field = "phoneNumbers" if numbers else "quantity"
     if kind == OrderKind.BLOCK and org.subscription != "PAID":
         raise RuleViolation("block.paidOnly", "kind", "blocks of consecutive numbers are only for paid subscriptions")
     if quantity < 1:
@@ -163,11 +163,11 @@ def check_number_order(kind: OrderKind, org: OrgFacts, location: LocationFacts,
                             f"and this order adds {quantity}")
     for i, number in enumerate(numbers):
         if is_toll_free(number):
-            raise RuleViolation("tollFree.notOrderable", f"numbers[{i}]", f"{number} is toll-free; toll-free numbers cannot be ordered")
+            raise RuleViolation("tollFree.notOrderable", f"phoneNumbers[{i}]", f"{number} is toll-free; toll-free numbers cannot be ordered")
         if region_of(number) != location.country:
-            raise RuleViolation("number.wrongCountry", f"numbers[{i}]", f"{number} is not a number of {location.country}")
+            raise RuleViolation("number.wrongCountry", f"phoneNumbers[{i}]", f"{number} is not a number of {location.country}")
     if kind == OrderKind.BLOCK and numbers and not is_consecutive(numbers):
-        raise RuleViolation("block.notConsecutive", "numbers", "the numbers of a block must be consecutive")
+        raise RuleViolation("block.notConsecutive", "phoneNumbers", "the numbers of a block must be consecutive")
 
 
 def check_terms_acceptance(role: str, status: OrderStatus) -> None:
@@ -185,9 +185,9 @@ def check_number_removal(kind: OrderKind, order_numbers: Sequence[str], requeste
     """Numbers leave an order freely, except that a block goes whole or not at all."""
     stray = [n for n in requested if n not in order_numbers]
     if stray:
-        raise RuleViolation("numberOrder.notInOrder", "numbers", f"not numbers of this order: {', '.join(stray)}")
+        raise RuleViolation("numberOrder.notInOrder", "phoneNumbers", f"not numbers of this order: {', '.join(stray)}")
     if kind == OrderKind.BLOCK and set(requested) != set(order_numbers):
-        raise RuleViolation("block.deleteWhole", "numbers",
+        raise RuleViolation("block.deleteWhole", "phoneNumbers",
                             f"a block's numbers are deleted only as a whole block ({len(order_numbers)} numbers)")
 
 
@@ -244,13 +244,13 @@ def check_porting_allowed(subscription: str) -> None:
         raise RuleViolation("trial.noPorting", None, "a trial organisation cannot port numbers in; upgrade to a paid subscription")
 
 
-def check_port_number(number: str, index: int, field: str = "numbers") -> None:
+def check_port_number(number: str, index: int, field: str = "phoneNumbers") -> None:
     if is_toll_free(number):
         raise RuleViolation("tollFree.notPortable", f"{field}[{index}]", f"{number} is toll-free; toll-free numbers cannot be ported in")
 
 
 # What the carrier needs before an order can be submitted (the LOA may follow later).
-PORT_SUBMISSION_FIELDS = ("numbers", "btn", "companyName", "authorizedName", "serviceAddress", "bill")
+PORT_SUBMISSION_FIELDS = ("phoneNumbers", "btn", "companyName", "authorizedName", "serviceAddress", "bill")
 
 
 def check_ready_to_submit(present: Iterable[str]) -> None:

@@ -88,15 +88,15 @@ def test_a_paid_order_within_limits_passes():
 @pytest.mark.parametrize(
     ("kind", "org", "location", "nums", "quantity", "rule", "field"),
     [
-        (OrderKind.NUMBERS, PAID, AUSTIN, numbers(101), 101, "order.maxNumbers", "numbers"),
+        (OrderKind.NUMBERS, PAID, AUSTIN, numbers(101), 101, "order.maxNumbers", "phoneNumbers"),
         (OrderKind.SEARCH, PAID, AUSTIN, [], 101, "order.maxNumbers", "quantity"),
         (OrderKind.REQUEST, PAID, AUSTIN, [], 0, "order.empty", "quantity"),
-        (OrderKind.NUMBERS, OrgFacts("TRIAL", 10), AUSTIN, numbers(1), 1, "trial.maxNumbers", "numbers"),
+        (OrderKind.NUMBERS, OrgFacts("TRIAL", 10), AUSTIN, numbers(1), 1, "trial.maxNumbers", "phoneNumbers"),
         (OrderKind.REQUEST, OrgFacts("TRIAL", 8), AUSTIN, [], 3, "trial.maxNumbers", "quantity"),
         (OrderKind.BLOCK, OrgFacts("TRIAL", 0), AUSTIN, numbers(2), 2, "block.paidOnly", "kind"),
-        (OrderKind.NUMBERS, PAID, AUSTIN, ["+15125551000", "+18005550100"], 2, "tollFree.notOrderable", "numbers[1]"),
-        (OrderKind.NUMBERS, PAID, AUSTIN, ["+442079460000"], 1, "number.wrongCountry", "numbers[0]"),
-        (OrderKind.BLOCK, PAID, AUSTIN, ["+15125551000", "+15125551002"], 2, "block.notConsecutive", "numbers"),
+        (OrderKind.NUMBERS, PAID, AUSTIN, ["+15125551000", "+18005550100"], 2, "tollFree.notOrderable", "phoneNumbers[1]"),
+        (OrderKind.NUMBERS, PAID, AUSTIN, ["+442079460000"], 1, "number.wrongCountry", "phoneNumbers[0]"),
+        (OrderKind.BLOCK, PAID, AUSTIN, ["+15125551000", "+15125551002"], 2, "block.notConsecutive", "phoneNumbers"),
         (OrderKind.NUMBERS, PAID, LocationFacts("PH", "CALLING_PLAN"), [], 1, "callingPlan.notSold", "locationId"),
         (OrderKind.SEARCH, PAID, LocationFacts("SA", None), [], 1, "callingPlan.notSold", "locationId"),
         (OrderKind.SEARCH, PAID, LocationFacts("US", "LOCAL_GATEWAY"), [], 1, "location.notCallingPlan", "locationId"),
@@ -152,7 +152,7 @@ def test_blocks_are_deleted_whole_other_orders_freely():
     block = numbers(5)
     check_number_removal(OrderKind.BLOCK, block, list(reversed(block)))
     error = violation(check_number_removal, OrderKind.BLOCK, block, block[:2])
-    assert (error.rule, error.field) == ("block.deleteWhole", "numbers")
+    assert (error.rule, error.field) == ("block.deleteWhole", "phoneNumbers")
     check_number_removal(OrderKind.NUMBERS, block, block[:2])
     assert violation(check_number_removal, OrderKind.NUMBERS, block, ["+15125559999"]).rule == "numberOrder.notInOrder"
 
@@ -165,7 +165,7 @@ def test_porting_refused_on_trial_and_toll_free():
     assert violation(check_porting_allowed, "TRIAL").rule == "trial.noPorting"
     check_port_number("+15124440101", 0)
     error = violation(check_port_number, "+18885550123", 3)
-    assert (error.rule, error.field) == ("tollFree.notPortable", "numbers[3]")
+    assert (error.rule, error.field) == ("tollFree.notPortable", "phoneNumbers[3]")
 
 
 def test_port_state_machine_through_its_life():
@@ -200,8 +200,8 @@ def test_port_cancel_and_edit_only_where_allowed(status):
 
 
 def test_submission_needs_the_carrier_fields_but_not_the_loa():
-    check_ready_to_submit(["numbers", "btn", "companyName", "authorizedName", "serviceAddress", "bill"])
-    error = violation(check_ready_to_submit, ["numbers", "companyName", "serviceAddress"])
+    check_ready_to_submit(["phoneNumbers", "btn", "companyName", "authorizedName", "serviceAddress", "bill"])
+    error = violation(check_ready_to_submit, ["phoneNumbers", "companyName", "serviceAddress"])
     assert (error.rule, error.field) == ("portOrder.incomplete", "btn")
     assert error.detail.endswith("btn, authorizedName, bill")
 
