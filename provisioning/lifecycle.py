@@ -51,9 +51,9 @@ def parse_number(text: str, country: str, field: str) -> str:
     try:
         parsed = phonenumbers.parse(text, country)
     except phonenumbers.NumberParseException:
-        raise RuleViolation("number.invalid", field, f"{text!r} is not a phone number") from None
+        raise RuleViolation("number-invalid", field, f"{text!r} is not a phone number") from None
     if not phonenumbers.is_valid_number(parsed):
-        raise RuleViolation("number.invalid", field, f"{text!r} is not a valid phone number")
+        raise RuleViolation("number-invalid", field, f"{text!r} is not a valid phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -77,7 +77,7 @@ def parse_numbers(texts: Sequence[str], country: str, field: str) -> list[str]:
     for i, text in enumerate(texts):
         e164 = parse_number(text, country, f"{field}[{i}]")
         if e164 in seen:
-            raise RuleViolation("numbers.duplicate", f"{field}[{i}]", f"{e164} is already listed as {field}[{seen[e164]}]")
+            raise RuleViolation("number-duplicate", f"{field}[{i}]", f"{e164} is already listed as {field}[{seen[e164]}]")
         seen[e164] = i
         out.append(e164)
     return out
@@ -117,7 +117,7 @@ def order_transition(status: OrderStatus, event: OrderEvent) -> OrderStatus:
     try:
         return _ORDER_MOVES[(status, event)]
     except KeyError:
-        raise RuleViolation("numberOrder.state", "status",
+        raise RuleViolation("number-order-state", "status",
                             f"a number order that is {status.value} cannot take {event.value}", status=409) from None
 
 
@@ -136,11 +136,11 @@ class LocationFacts:
 def check_calling_plan(location: LocationFacts, field: str = "locationId") -> None:
     """New numbers and ports come from the provider, so the location must be on its calling plan."""
     if location.country in NO_CALLING_PLAN:
-        raise RuleViolation("callingPlan.notSold", field,
+        raise RuleViolation("calling-plan-not-sold", field,
                             f"the calling plan is not sold in {NO_CALLING_PLAN[location.country]}")
     if location.pstn_type != "CALLING_PLAN":
         current = location.pstn_type or "no PSTN connection"
-        raise RuleViolation("location.notCallingPlan", field,
+        raise RuleViolation("location-not-calling-plan", field,
                             f"the location has {current}; numbers from the provider need the calling plan "
                             "(a location with another PSTN connection cannot switch to it)")
 
@@ -151,30 +151,30 @@ def check_number_order(kind: OrderKind, org: OrgFacts, location: LocationFacts,
     check_calling_plan(location)
     count_field = "phoneNumbers" if numbers else "quantity"
     if kind == OrderKind.BLOCK and org.subscription != "PAID":
-        raise RuleViolation("block.paidOnly", "kind", "blocks of consecutive numbers are only for paid subscriptions")
+        raise RuleViolation("block-paid-only", "kind", "blocks of consecutive numbers are only for paid subscriptions")
     if quantity < 1:
-        raise RuleViolation("order.empty", count_field, "an order needs at least one number")
+        raise RuleViolation("order-empty", count_field, "an order needs at least one number")
     if quantity > MAX_NUMBERS_PER_ORDER:
-        raise RuleViolation("order.maxNumbers", count_field,
+        raise RuleViolation("order-max-numbers", count_field,
                             f"{quantity} numbers asked; an order holds at most {MAX_NUMBERS_PER_ORDER}")
     if org.subscription == "TRIAL" and org.numbers_held + quantity > TRIAL_MAX_NUMBERS:
-        raise RuleViolation("trial.maxNumbers", count_field,
+        raise RuleViolation("trial-max-numbers", count_field,
                             f"a trial organisation has at most {TRIAL_MAX_NUMBERS} numbers; it has {org.numbers_held} "
                             f"and this order adds {quantity}")
     for i, number in enumerate(numbers):
         if is_toll_free(number):
-            raise RuleViolation("tollFree.notOrderable", f"phoneNumbers[{i}]", f"{number} is toll-free; toll-free numbers cannot be ordered")
+            raise RuleViolation("toll-free-not-orderable", f"phoneNumbers[{i}]", f"{number} is toll-free; toll-free numbers cannot be ordered")
         if region_of(number) != location.country:
-            raise RuleViolation("number.wrongCountry", f"phoneNumbers[{i}]", f"{number} is not a number of {location.country}")
+            raise RuleViolation("number-wrong-country", f"phoneNumbers[{i}]", f"{number} is not a number of {location.country}")
     if kind == OrderKind.BLOCK and numbers and not is_consecutive(numbers):
-        raise RuleViolation("block.notConsecutive", "phoneNumbers", "the numbers of a block must be consecutive")
+        raise RuleViolation("block-not-consecutive", "phoneNumbers", "the numbers of a block must be consecutive")
 
 
 def check_terms_acceptance(role: str, status: OrderStatus) -> None:
     """Only the customer's own administrators accept the terms of service."""
     if role not in CUSTOMER_ADMIN_ROLES:
         raise RuleViolation(
-            "terms.customerAdminOnly", None,
+            "terms-customer-admin-only", None,
             "the terms of service must be accepted by a customer administrator (the owner or a full administrator "
             "of the organisation); a partner administrator cannot accept them for the customer, so ask the customer to",
             status=403)
@@ -185,9 +185,9 @@ def check_number_removal(kind: OrderKind, order_numbers: Sequence[str], requeste
     """Numbers leave an order freely, except that a block goes whole or not at all."""
     stray = [n for n in requested if n not in order_numbers]
     if stray:
-        raise RuleViolation("numberOrder.notInOrder", "phoneNumbers", f"not numbers of this order: {', '.join(stray)}")
+        raise RuleViolation("number-not-in-order", "phoneNumbers", f"not numbers of this order: {', '.join(stray)}")
     if kind == OrderKind.BLOCK and set(requested) != set(order_numbers):
-        raise RuleViolation("block.deleteWhole", "phoneNumbers",
+        raise RuleViolation("block-delete-whole", "phoneNumbers",
                             f"a block's numbers are deleted only as a whole block ({len(order_numbers)} numbers)")
 
 
@@ -235,18 +235,18 @@ def port_transition(status: PortStatus, event: PortEvent) -> PortStatus:
         return _PORT_MOVES[(status, event)]
     except KeyError:
         what = _PORT_EVENT_WORDS.get(event, f"take {event.value}")
-        raise RuleViolation("portOrder.state", "status", f"a port order that is {status.value} cannot {what}",
+        raise RuleViolation("port-order-state", "status", f"a port order that is {status.value} cannot {what}",
                             status=409) from None
 
 
 def check_porting_allowed(subscription: str) -> None:
     if subscription != "PAID":
-        raise RuleViolation("trial.noPorting", None, "a trial organisation cannot port numbers in; upgrade to a paid subscription")
+        raise RuleViolation("trial-cannot-port", None, "a trial organisation cannot port numbers in; upgrade to a paid subscription")
 
 
 def check_port_number(number: str, index: int, field: str = "phoneNumbers") -> None:
     if is_toll_free(number):
-        raise RuleViolation("tollFree.notPortable", f"{field}[{index}]", f"{number} is toll-free; toll-free numbers cannot be ported in")
+        raise RuleViolation("toll-free-not-portable", f"{field}[{index}]", f"{number} is toll-free; toll-free numbers cannot be ported in")
 
 
 # What the carrier needs before an order can be submitted (the LOA may follow later).
@@ -256,16 +256,16 @@ PORT_SUBMISSION_FIELDS = ("phoneNumbers", "btn", "companyName", "authorizedName"
 def check_ready_to_submit(present: Iterable[str]) -> None:
     missing = [name for name in PORT_SUBMISSION_FIELDS if name not in set(present)]
     if missing:
-        raise RuleViolation("portOrder.incomplete", missing[0],
+        raise RuleViolation("port-order-incomplete", missing[0],
                             f"the order cannot be submitted without: {', '.join(missing)}")
 
 
 def check_requested_completion(requested: date | None, at: time | None, today: date) -> None:
     if requested is not None and requested <= today:
-        raise RuleViolation("portOrder.requestedDatePast", "requestedCompletion.date",
+        raise RuleViolation("requested-date-not-future", "requestedCompletion.date",
                             f"{requested.isoformat()} is not in the future (today is {today.isoformat()})")
     if at is not None and requested is None:
-        raise RuleViolation("portOrder.timeWithoutDate", "requestedCompletion.time", "a completion time needs a date")
+        raise RuleViolation("requested-time-without-date", "requestedCompletion.time", "a completion time needs a date")
 
 
 _PDF_END = re.compile(rb"%%EOF\s*$")
@@ -279,27 +279,27 @@ def bill_content_type(content: bytes) -> str:
     if content.startswith(b"\x89PNG\r\n\x1a\n") and content[12:16] == b"IHDR":
         return "image/png"
     if content.startswith(b"%PDF-"):
-        raise RuleViolation("bill.type", "bill", "the PDF is truncated (no %%EOF at its end)")
-    raise RuleViolation("bill.type", "bill", "the bill must be a PDF or PNG file (judged by its content, not its name)")
+        raise RuleViolation("bill-type", "bill", "the PDF is truncated (no %%EOF at its end)")
+    raise RuleViolation("bill-type", "bill", "the bill must be a PDF or PNG file (judged by its content, not its name)")
 
 
 def check_bill(content: bytes, issue_date: date, today: date) -> str:
     """Validate an uploaded bill; returns its content type."""
     if len(content) > BILL_MAX_BYTES:
-        raise RuleViolation("bill.tooLarge", "bill", f"the bill is {len(content)} bytes; at most {BILL_MAX_BYTES}", status=413)
+        raise RuleViolation("bill-too-large", "bill", f"the bill is {len(content)} bytes; at most {BILL_MAX_BYTES}", status=413)
     if not content:
-        raise RuleViolation("bill.type", "bill", "the bill is empty")
+        raise RuleViolation("bill-type", "bill", "the bill is empty")
     kind = bill_content_type(content)
     if issue_date > today:
-        raise RuleViolation("bill.issueDateFuture", "issueDate", f"{issue_date.isoformat()} is in the future")
+        raise RuleViolation("bill-issue-date-future", "issueDate", f"{issue_date.isoformat()} is in the future")
     if issue_date < today - timedelta(days=BILL_MAX_AGE_DAYS):
-        raise RuleViolation("bill.tooOld", "issueDate",
+        raise RuleViolation("bill-too-old", "issueDate",
                             f"the bill was issued {(today - issue_date).days} days ago; it must be from the last {BILL_MAX_AGE_DAYS} days")
     return kind
 
 
 def check_loa(signed_name: str, title: str) -> None:
     if not signed_name.strip():
-        raise RuleViolation("loa.name", "name", "the letter of authorisation needs the signer's name")
+        raise RuleViolation("loa-name-required", "name", "the letter of authorisation needs the signer's name")
     if not title.strip():
-        raise RuleViolation("loa.title", "title", "the letter of authorisation needs the signer's title")
+        raise RuleViolation("loa-title-required", "title", "the letter of authorisation needs the signer's title")
