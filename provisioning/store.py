@@ -155,6 +155,15 @@ class Location(_Timestamps, Base):
     # Deliberately not a foreign key: numbers.location_id already points this way, and a
     # cycle of foreign keys makes inserts and deletes order-dependent on both backends.
     main_number: Mapped[str | None] = mapped_column(String(16))
+    # Where calls to the main number go: "PERSON" or "AUTO_ATTENDANT" and that entity's id.
+    main_destination_type: Mapped[str | None] = mapped_column(String(16))
+    main_destination_id: Mapped[str | None] = mapped_column(String(36))
+    # Dialled before an extension to reach this location from another one (e.g. "8" + 1001).
+    routing_prefix: Mapped[str | None] = mapped_column(String(8))
+    # Dialled before an outside number (e.g. "9"); None: numbers are dialled as they are.
+    outside_dial_digit: Mapped[str | None] = mapped_column(String(1))
+    # Who the calling plan provider and emergency notifications reach: name, email, phone.
+    contact: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
 
     organization: Mapped[Organization] = relationship(back_populates="locations")
     people: Mapped[list[Person]] = relationship(back_populates="location")
@@ -186,6 +195,8 @@ class Device(_Timestamps, Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
     sip_username: Mapped[str] = mapped_column(String(64), unique=True)
+    # DESK_PHONE or SOFT_CLIENT: what the administrator handed out; SIP treats both alike.
+    device_type: Mapped[str] = mapped_column(String(16), default="DESK_PHONE")
     ha1_md5: Mapped[str] = mapped_column(String(32))
     ha1_sha256: Mapped[str] = mapped_column(String(64))
     ha1_sha512_256: Mapped[str] = mapped_column(String(64))
