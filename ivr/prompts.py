@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sipcore import g711
+
 __all__ = [
     "Announcement", "AnnouncementError", "PromptError", "PromptLibrary", "SAMPLE_RATE", "FRAME_SAMPLES",
     "convert_upload", "encode_frames", "normalize_level", "read_wav", "speak", "trim_silence", "wav_bytes",
@@ -111,18 +113,13 @@ def trim_silence(pcm: np.ndarray, threshold_dbfs: float = -45.0, pad_ms: int = 6
 
 def encode_frames(pcm: np.ndarray, codec: str) -> tuple[bytes, ...]:
     """G.711 frames of 160 bytes (``codec`` "PCMU" or "PCMA"); the last is padded with silence."""
-    from sipcore import g711  # here, not at the top: prompts/generate.py needs no RTP code
-
-    if codec == "PCMU":
-        encoded = g711.ulaw_encode(pcm)
-    elif codec == "PCMA":
-        encoded = g711.alaw_encode(pcm)
-    else:
+    encoder = g711.ENCODERS.get(codec)
+    if encoder is None:
         raise ValueError(f"codec must be PCMU or PCMA, got {codec!r}")
-    data = bytes(encoded)
-    remainder = len(data) % FRAME_SAMPLES
-    if remainder:
-        data += bytes(g711.SILENCE[codec]) * (FRAME_SAMPLES - remainder)
+    samples = np.asarray(pcm, dtype=np.int16)
+    padded = np.zeros(-(-len(samples) // FRAME_SAMPLES) * FRAME_SAMPLES, dtype=np.int16)
+    padded[: len(samples)] = samples
+    data = encoder(padded).tobytes()
     return tuple(data[i:i + FRAME_SAMPLES] for i in range(0, len(data), FRAME_SAMPLES))
 
 
