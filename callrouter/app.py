@@ -11,6 +11,7 @@ import gc
 import logging
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -18,7 +19,11 @@ from aiohttp import web
 from provisioning.orgfile import apply_org
 from provisioning.store import Store
 from sipcore.auth import DigestAuthenticator, DigestCredentials
+from sipcore.b2bua import B2BUA
 from sipcore.endpoint import Endpoint
+from sipcore.identify import CallerIdentifier
+from sipcore.mediasession import PassthroughMedia, RelayedMedia
+from sipcore.relay import MediaRelay
 from sipcore.guard import SourceGuard
 from sipcore.location import MemoryBindingStore, open_snapshot
 from sipcore.registrar import Registrar, RegistrarPolicy
@@ -26,6 +31,8 @@ from sipcore.tls import server_context
 from sipcore.transaction import TransactionLayer
 from sipcore.transport import SipServer
 
+from .calls import CallRecordWriter, DirectoryHolder, LocalAddress
+from .media import RelayPool
 from .settings import Settings
 from .web import build_web_app
 
@@ -43,6 +50,12 @@ class Runtime:
         self.credentials: dict[str, DigestCredentials] = {}
         self.realm = DEFAULT_REALM
         self.endpoint: Endpoint | None = None
+        self.directory: DirectoryHolder | None = None
+        self.b2bua: B2BUA | None = None
+        self.relay: MediaRelay | None = None
+        self.relay_pool: RelayPool | None = None
+        self.call_records: CallRecordWriter | None = None
+        self.local_address: LocalAddress | None = None
         self.sip: SipServer | None = None
         self._web_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
@@ -61,20 +74,48 @@ class Runtime:
         loaded = self.bindings.load(await asyncio.to_thread(self.snapshot.read, time.time()), time.time())
         log.info("restored %d bindings from %s", loaded, s.location.url)
 
+        self.directory = DirectoryHolder(self.store)
+        await asyncio.to_thread(self.directory.rebuild_now)
+        authenticator = DigestAuthenticator(s.auth.secret_bytes(), nonce_ttl=s.auth.nonce_ttl,
+                                            algorithms=tuple(s.auth.algorithms))
+        transactions = TransactionLayer()
+        self.local_address = LocalAddress(s.sip.host, {"UDP": s.sip.port, "TCP": s.sip.port,
+                                                       "TLS": s.sip.tls_port}, s.sip.advertise)
+        media_factory = PassthroughMedia
+        if s.rtp.relay:
+            self.relay = MediaRelay(*relay_binding(s), s.rtp.port_min, s.rtp.port_max + 1,
+                                    advertise=relay_binding(s)[1], on_exit=self._relay_died)
+            await self.relay.start()
+            self.relay_pool = RelayPool(self.relay)
+            await self.relay_pool.start()
+            pool = self.relay_pool
+            media_factory = lambda call_id: RelayedMedia(pool, call_id)  # noqa: E731
+        self.call_records = CallRecordWriter(self.store, lambda: self.directory.current)
+        self.b2bua = B2BUA(
+            transactions=transactions, bindings=self.bindings,
+            identify=lambda *args: self._identify(*args),
+            router=self._route, local=self.local_address, media_factory=media_factory,
+            records=self.call_records, no_answer_timeout=s.calls.no_answer_timeout,
+        )
         self.endpoint = Endpoint(
             registrar=Registrar(self.bindings, RegistrarPolicy(
                 min_expires=s.registrar.min_expires, max_expires=s.registrar.max_expires,
                 default_expires=s.registrar.default_expires)),
-            authenticator=DigestAuthenticator(s.auth.secret_bytes(), nonce_ttl=s.auth.nonce_ttl,
-                                              algorithms=tuple(s.auth.algorithms)),
+            authenticator=authenticator,
             guard=SourceGuard(rate=s.security.rate_limit, burst=s.security.rate_burst,
                               ban_failures=s.security.ban_failures, ban_window=s.security.ban_window,
                               ban_duration=s.security.ban_duration),
             credentials=self.credentials.get,
             realm=lambda _req: self.realm,
-            transactions=TransactionLayer(),
+            transactions=transactions,
             auth_required=s.auth.required,
+            handler=self.b2bua,
         )
+        self._identify = CallerIdentifier(
+            authenticator=authenticator, credentials=self.credentials.get, realm=lambda _req: self.realm,
+            bindings=self.bindings,
+            trunk_for_source=lambda ip, port: self.directory.current.trunk_for_source(ip, port),
+            on_auth_failed=self.endpoint._auth_failed, auth_required=s.auth.required)
         ssl_ctx = None
         if s.sip.tls_port:
             state_dir = Path(s.location.snapshot_path).parent
@@ -82,6 +123,9 @@ class Runtime:
         self.sip = SipServer(self.endpoint, s.sip.host, s.sip.port, s.sip.tls_port if ssl_ctx else -1,
                              ssl_ctx, s.sip.max_message_size, s.sip.tcp_idle_timeout)
         await self.sip.start()
+        self.local_address.ports.update({"UDP": self.sip.port, "TCP": self.sip.port,
+                                         "TLS": self.sip.tls_port})
+        self.call_records.start()
 
         app = build_web_app(self)
         self._web_runner = web.AppRunner(app, access_log=None)
@@ -101,6 +145,12 @@ class Runtime:
                 pass
         if self.sip is not None:
             await self.sip.stop()
+        if self.call_records is not None:
+            await self.call_records.stop()
+        if self.relay_pool is not None:
+            await self.relay_pool.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
         await self.flush()
@@ -119,6 +169,20 @@ class Runtime:
         self.credentials.clear()
         self.credentials.update(fresh)
         log.info("%d SIP credentials loaded (realm %s)", len(fresh), self.realm)
+
+    def _route(self, dialled: str, caller, now: float):
+        from routing.resolve import resolve
+
+        return resolve(dialled, caller, self.directory.current, datetime.fromtimestamp(now, UTC))
+
+    def _relay_died(self, reason: str) -> None:
+        # Calls in progress lose their media; new calls get 503 until the operator restarts.
+        log.error("media relay process died: %s", reason)
+
+    async def store_changed(self, _events=None) -> None:
+        """A committed change in the store: credentials and the routing directory follow."""
+        await asyncio.to_thread(self.reload_credentials)
+        self.directory.changed()
 
     async def flush(self) -> None:
         changes = self.bindings.take_dirty()
@@ -158,6 +222,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
           f"API http://{settings.api.host}:{settings.api.port}", flush=True)
     await stop.wait()
     await runtime.stop()
+
+
+def relay_binding(s: Settings) -> tuple[str, str]:
+    """(address the relay binds, address it advertises in SDP)."""
+    if s.sip.host not in ("0.0.0.0", "::"):
+        return s.sip.host, s.sip.advertise or s.sip.host
+    advertise = s.sip.advertise or LocalAddress._route_to("192.0.2.1")
+    return s.sip.host, advertise
 
 
 def tune_garbage_collector() -> None:

@@ -126,14 +126,17 @@ class CallRecordWriter:
         directory = self.directory()
         caller_person = _person_of(directory, r.caller)
         callee_person = r.callee.get("personId")
-        location = None
+        location = org = None
         for pid in (caller_person, callee_person):
             person = directory.person(pid) if pid else None
             if person is not None:
-                location = person.location_id
+                location, org = person.location_id, person.org_id
                 break
+        if org is None:
+            trunk = directory.trunk(r.caller.get("trunk") or r.callee.get("trunk") or "")
+            org = trunk.org_id if trunk is not None else None
         return {
-            "call_id": r.call_id[:255], "direction": r.direction, "caller": dict(r.caller),
+            "org_id": org, "call_id": r.call_id[:255], "direction": r.direction, "caller": dict(r.caller),
             "callee": dict(r.callee), "dialled": (r.dialled or "")[:64],
             "caller_person_id": caller_person, "callee_person_id": callee_person, "location_id": location,
             "start_time": _utc(r.start), "answer_time": _utc(r.answer) if r.answer else None,

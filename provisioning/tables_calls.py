@@ -17,13 +17,14 @@ from provisioning.store import Base, JSONDocument, UTCDateTime, new_id
 class CallRecordRow(Base):
     __tablename__ = "call_records"
     __table_args__ = (
-        Index("ix_call_records_start_time", "start_time"),
+        Index("ix_call_records_org_id_start_time", "org_id", "start_time"),
         Index("ix_call_records_caller_person_id", "caller_person_id"),
         Index("ix_call_records_callee_person_id", "callee_person_id"),
         Index("ix_call_records_location_id", "location_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str | None] = mapped_column(String(36))
     call_id: Mapped[str] = mapped_column(String(255))
     direction: Mapped[str] = mapped_column(String(16))        # INTERNAL, INBOUND, OUTBOUND
     caller: Mapped[dict[str, Any]] = mapped_column(JSONDocument)

@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "call_records",
         sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("org_id", sa.String(36), nullable=True),
         sa.Column("call_id", sa.String(255), nullable=False),
         sa.Column("direction", sa.String(16), nullable=False),
         sa.Column("caller", JSON, nullable=False),
@@ -41,7 +42,7 @@ def upgrade() -> None:
         sa.Column("hangup_by", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_call_records"),
     )
-    op.create_index("ix_call_records_start_time", "call_records", ["start_time"])
+    op.create_index("ix_call_records_org_id_start_time", "call_records", ["org_id", "start_time"])
     op.create_index("ix_call_records_caller_person_id", "call_records", ["caller_person_id"])
     op.create_index("ix_call_records_callee_person_id", "call_records", ["callee_person_id"])
     op.create_index("ix_call_records_location_id", "call_records", ["location_id"])
