@@ -15,3 +15,4 @@ class TrunkCaller:
     """A call arriving from a PSTN trunk."""
     trunk_name: str
     from_number: str | None = None
+    trunk_id: str | None = None  # tells apart two organisations' trunks of the same name
