@@ -83,8 +83,9 @@ class Runtime:
                                                        "TLS": s.sip.tls_port}, s.sip.advertise)
         media_factory = PassthroughMedia
         if s.rtp.relay:
-            self.relay = MediaRelay(*relay_binding(s), s.rtp.port_min, s.rtp.port_max + 1,
-                                    advertise=relay_binding(s)[1], on_exit=self._relay_died)
+            relay_host, relay_advertise = relay_binding(s)
+            self.relay = MediaRelay(relay_host, s.rtp.port_min, s.rtp.port_max + 1,
+                                    advertise=relay_advertise, on_exit=self._relay_died)
             await self.relay.start()
             self.relay_pool = RelayPool(self.relay)
             await self.relay_pool.start()

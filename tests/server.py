@@ -6,6 +6,7 @@ temporary folder, and is stopped (or killed, for crash tests) by the test.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -94,6 +95,9 @@ class ServerProcess:
         org_path.write_text(yaml.safe_dump(org_document(self.bulk_users), sort_keys=False))
         config = {
             "sip": {"host": "127.0.0.1", "port": self.sip_port, "tls_port": self.tls_port},
+            # Each server its own slice of RTP ports, so servers running side by side (and
+            # several test runs on one machine) never collide on a relay port.
+            "rtp": {"port_min": (rtp_base := random.randrange(20000, 60000, 2000)), "port_max": rtp_base + 1998},
             "api": {"host": "127.0.0.1", "port": self.api_port},
             "store": {"url": f"sqlite:///{self.workdir / 'callrouter.db'}"},
             "location": {"url": "memory://", "snapshot_path": str(self.workdir / "bindings.db"),
