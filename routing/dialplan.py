@@ -38,10 +38,13 @@ class DialPlan:
     international_prefix: re.Pattern[str]  # matched at the start: "011", "00", "0011"...
     emergency: re.Pattern[str]         # full match: "911", "112", "999", "000"...
     emergency_max_length: int          # longer strings skip the pattern
+    emergency_numbers: frozenset[str]  # those of up to four digits, spelt out: a set lookup
     lengths: frozenset[int]            # possible lengths of a national significant number
     min_length: int
 
     def is_emergency(self, digits: str) -> bool:
+        if len(digits) <= 4:
+            return digits in self.emergency_numbers
         return len(digits) <= self.emergency_max_length and self.emergency.fullmatch(digits) is not None
 
 
@@ -57,6 +60,7 @@ def dial_plan(country: str) -> DialPlan:
     max_length = max(desc.possible_length or (6,)) if pattern else 3
     cc = str(meta.country_code)
     lengths = _lengths(cc)
+    emergency = re.compile(pattern or "112")
     return DialPlan(
         country=region,
         country_code=cc,
@@ -65,11 +69,23 @@ def dial_plan(country: str) -> DialPlan:
         international_prefix=re.compile(meta.international_prefix or "(?!)"),
         # Every country has 112 on GSM networks at least; a region without short-number data
         # still gets that rather than no emergency number at all.
-        emergency=re.compile(pattern or "112"),
+        emergency=emergency,
         emergency_max_length=max_length,
+        emergency_numbers=frozenset(_spell_out(emergency, 4)),
         lengths=lengths,
         min_length=min(lengths),
     )
+
+
+def _spell_out(pattern: re.Pattern[str], max_length: int) -> list[str]:
+    """Every digit string of up to max_length that the pattern matches in full (11,110 tries)."""
+    found = []
+    for length in range(1, max_length + 1):
+        for n in range(10 ** length):
+            text = f"{n:0{length}d}"
+            if pattern.fullmatch(text):
+                found.append(text)
+    return found
 
 
 @lru_cache(maxsize=None)

@@ -13,8 +13,7 @@ cannot take every call down with it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from .dialplan import DialPlan, UnknownCountry, dial_plan
 from .records import (
@@ -31,13 +30,6 @@ from .records import (
 Callee = Union[PersonRecord, AutoAttendantRecord]
 
 
-@dataclass(frozen=True, slots=True)
-class Prefix:
-    """A routing prefix of one location, dialled before its extensions from elsewhere."""
-    digits: str
-    location_id: str
-
-
 class Directory:
     """Read-only indexes; the attributes are public for the resolver and must not be changed."""
 
@@ -45,7 +37,7 @@ class Directory:
         "organizations", "locations", "people", "devices", "numbers", "auto_attendants",
         "trunks", "usernames", "extensions", "prefixes", "owner_of_number", "trunk_by_org_name",
         "trunk_by_name", "trunks_by_id", "trunk_by_source", "trunk_by_host", "location_trunk", "trunk_country",
-        "plans", "main_numbers", "problems",
+        "plans", "trunk_plan", "main_numbers", "prefix_lengths", "problems", "memo",
     )
 
     def __init__(self) -> None:
@@ -58,7 +50,8 @@ class Directory:
         self.trunks: tuple[TrunkRecord, ...] = ()
         self.usernames: dict[str, tuple[str, ...]] = {}    # person id -> SIP usernames
         self.extensions: dict[str, dict[str, Callee]] = {}  # location id -> extension -> callee
-        self.prefixes: dict[str, tuple[Prefix, ...]] = {}  # org id -> longest first
+        self.prefixes: dict[str, dict[str, str]] = {}      # org id -> routing prefix -> location id
+        self.prefix_lengths: dict[str, tuple[int, ...]] = {}  # org id -> prefix lengths, longest first
         # Numbers whose owner is known from the person or auto attendant side only.
         self.owner_of_number: dict[str, Callee] = {}
         self.trunk_by_org_name: dict[tuple[str, str], TrunkRecord] = {}
@@ -68,9 +61,13 @@ class Directory:
         self.trunk_by_host: dict[str, TrunkRecord] = {}
         self.location_trunk: dict[str, TrunkRecord] = {}
         self.trunk_country: dict[str, str] = {}            # trunk id -> country of its numbers
+        self.trunk_plan: dict[str, DialPlan] = {}          # trunk id -> that country's plan
         self.plans: dict[str, DialPlan] = {}               # location id -> its country's plan
         self.main_numbers: dict[str, str] = {}             # E.164 -> location id
         self.problems: tuple[str, ...] = ()
+        # What the resolver derives per caller on first use (routing.resolve owns the
+        # contents). Filling it does not change what the directory says, only how fast.
+        self.memo: dict[Any, Any] = {}
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -137,11 +134,16 @@ class Directory:
             if n.is_main and n.e164 not in d.main_numbers:
                 d.main_numbers[n.e164] = n.location_id
 
-        prefixes: dict[str, list[Prefix]] = {}
         for loc in d.locations.values():
             if loc.routing_prefix:
-                prefixes.setdefault(loc.org_id, []).append(Prefix(loc.routing_prefix, loc.id))
-        d.prefixes = {org: tuple(sorted(p, key=lambda x: -len(x.digits))) for org, p in prefixes.items()}
+                table = d.prefixes.setdefault(loc.org_id, {})
+                if loc.routing_prefix in table:
+                    problems.append(f"location {loc.id}: routing prefix {loc.routing_prefix} is already "
+                                    f"location {table[loc.routing_prefix]}'s")
+                    continue
+                table[loc.routing_prefix] = loc.id
+        d.prefix_lengths = {org: tuple(sorted({len(p) for p in table}, reverse=True))
+                            for org, table in d.prefixes.items()}
 
         d._index_trunks(data.trunks, problems)
         d.problems = tuple(problems)
@@ -194,6 +196,10 @@ class Directory:
                 self.trunk_country[trunk.id] = self.locations[trunk.location_id].country.upper()
             elif trunk.id not in self.trunk_country:
                 self.trunk_country[trunk.id] = self.organizations[trunk.org_id].country.upper()
+            try:
+                self.trunk_plan[trunk.id] = dial_plan(self.trunk_country[trunk.id])
+            except UnknownCountry as exc:
+                problems.append(f"trunk {trunk.name}: {exc}; only E.164 numbers from it are understood")
 
     # -- lookups -------------------------------------------------------------------------------
     def device(self, sip_username: str) -> DeviceRecord | None:

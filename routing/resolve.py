@@ -18,12 +18,13 @@ per-country facts are in DialPlan); `now` is accepted for time-dependent rules t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from .callers import DeviceCaller, TrunkCaller
-from .dialplan import SEPARATORS, DialPlan, dial_plan, lengths_for, region_of, regions_for, split_country_code
-from .directory import Directory
-from .records import AutoAttendantRecord, LocationRecord, NumberRecord, PersonRecord
+from .dialplan import SEPARATORS, DialPlan, lengths_for, region_of, regions_for, split_country_code
+from .directory import Callee, Directory
+from .records import AutoAttendantRecord, LocationRecord, NumberRecord, PersonRecord, TrunkRecord
 from .route import CallerId, Emergency, Reject, RingPerson, Route, RunAutoAttendant, ToTrunk
 
 # Rejections that carry no detail are shared: one object each instead of one per call.
@@ -42,11 +43,8 @@ NO_MAIN_DESTINATION = Reject(404, "main number has no destination")
 NOT_A_NUMBER = Reject(404, "not a number or an extension")
 NO_DEVICE = Reject(480, "no phone assigned to the person")
 
-_NO_CALLER_ID = CallerId(None, None)
-
-
 def resolve(dialled: str, caller: DeviceCaller | TrunkCaller, directory: Directory, now: datetime) -> Route:
-    digits = dialled.translate(SEPARATORS)
+    digits = dialled if dialled.isdigit() else dialled.translate(SEPARATORS)
     if isinstance(caller, DeviceCaller):
         return _from_device(digits, caller, directory)
     if isinstance(caller, TrunkCaller):
@@ -55,37 +53,81 @@ def resolve(dialled: str, caller: DeviceCaller | TrunkCaller, directory: Directo
 
 
 # -- calls from our phones ---------------------------------------------------------------------
-def _from_device(digits: str, caller: DeviceCaller, d: Directory) -> Route:
-    device = d.devices.get(caller.sip_username) or d.devices.get(caller.sip_username.lower())
+@dataclass(frozen=True, slots=True)
+class CallerContext:
+    """Everything about one phone's owner that routing their calls needs, gathered on the
+    first call (a directory is never changed, so it stays true): one dict lookup per call
+    instead of six in a million-entry directory, where each lookup is a cache miss."""
+    person: PersonRecord
+    location: LocationRecord
+    plan: DialPlan
+    extensions: dict[str, Callee]   # the caller's own location's
+    prefixes: dict[str, str]        # the organisation's routing prefixes -> location id
+    prefix_lengths: tuple[int, ...]
+    outside: str                    # the outside-dial digit, "" when there is none
+    trunk: TrunkRecord | None
+    name: str
+    local_id: CallerId              # shown to a callee in the caller's location
+    remote_id: CallerId             # shown to a callee in another location
+    outbound_id: CallerId           # shown on the PSTN
+
+
+def _caller_context(d: Directory, sip_username: str) -> CallerContext | Reject:
+    device = d.devices.get(sip_username) or d.devices.get(sip_username.lower())
     if device is None:
         return UNKNOWN_DEVICE
     person = d.people.get(device.person_id) if device.person_id is not None else None
     if person is None:
         return NO_PERSON
     loc = d.locations[person.location_id]
-    plan = d.plans[loc.id]
+    name = _display_name(person)
+    ext = person.extension
+    if ext:
+        local = CallerId(ext, name)
+        remote = CallerId(loc.routing_prefix + ext if loc.routing_prefix else person.phone_number or ext, name)
+    else:
+        local = remote = CallerId(person.phone_number, name)
+    own = d.numbers.get(person.phone_number) if person.phone_number else None
+    shown = person.phone_number if own is not None and own.state == "ACTIVE" else loc.main_number
+    ctx = CallerContext(
+        person=person, location=loc, plan=d.plans[loc.id], extensions=d.extensions[loc.id],
+        prefixes=d.prefixes.get(loc.org_id, {}), prefix_lengths=d.prefix_lengths.get(loc.org_id, ()),
+        outside=loc.outside_dial_digit or "", trunk=d.location_trunk.get(loc.id), name=name,
+        local_id=local, remote_id=remote, outbound_id=CallerId(shown, name))
+    d.memo[sip_username] = ctx
+    return ctx
+
+
+def _from_device(digits: str, caller: DeviceCaller, d: Directory) -> Route:
+    ctx = d.memo.get(caller.sip_username)
+    if ctx is None:
+        ctx = _caller_context(d, caller.sip_username)
+        if type(ctx) is Reject:
+            return ctx
     if not digits:
         return NOTHING_DIALLED
-
-    outside = loc.outside_dial_digit
-    if plan.is_emergency(digits):
-        return _emergency(digits, digits, person, loc, d)
-    if outside and digits.startswith(outside) and plan.is_emergency(digits[len(outside):]):
-        return _emergency(digits, digits[len(outside):], person, loc, d)
+    plan = ctx.plan
+    outside = ctx.outside
+    if len(digits) <= plan.emergency_max_length + len(outside):
+        if plan.is_emergency(digits):
+            return _emergency(digits, digits, ctx, d)
+        if outside and digits.startswith(outside) and plan.is_emergency(digits[len(outside):]):
+            return _emergency(digits, digits[len(outside):], ctx, d)
 
     if digits[0] == "+":
         target = _international(digits[1:])
     elif not digits.isdigit():
         return NOT_A_NUMBER
     else:
-        callee = d.extensions[loc.id].get(digits)
+        callee = ctx.extensions.get(digits)
         if callee is not None:
-            return _to_callee(callee, _internal_caller_id(person, loc, callee.location_id, d), digits, d)
-        for prefix in d.prefixes.get(loc.org_id, ()):
-            if digits.startswith(prefix.digits):
-                callee = d.extensions[prefix.location_id].get(digits[len(prefix.digits):])
+            return _to_callee(callee, ctx.local_id, digits, d)
+        for size in ctx.prefix_lengths:
+            location_id = ctx.prefixes.get(digits[:size])
+            if location_id is not None:
+                callee = d.extensions[location_id].get(digits[size:])
                 if callee is not None:
-                    return _to_callee(callee, _internal_caller_id(person, loc, callee.location_id, d), digits, d)
+                    return _to_callee(callee, _shown_inside(ctx, location_id), digits, d)
         if outside and len(digits) > len(outside) and digits.startswith(outside):
             target = _national(digits[len(outside):], plan)
             if type(target) is Reject:
@@ -100,20 +142,20 @@ def _from_device(digits: str, caller: DeviceCaller, d: Directory) -> Route:
         return target
     e164, cc, nsn = target
 
+    org_id = ctx.location.org_id
     number = d.numbers.get(e164)
     if number is not None:
-        if d.locations[number.location_id].org_id == loc.org_id:
-            return _owned(number, e164, _internal_caller_id(person, loc, number.location_id, d), digits, d)
+        if d.locations[number.location_id].org_id == org_id:
+            return _owned(number, e164, _shown_inside(ctx, number.location_id), digits, d)
     else:
-        owner_loc = d.main_numbers.get(e164)
         owner = d.owner_of_number.get(e164)
-        if owner is not None and d.locations[owner.location_id].org_id == loc.org_id:
-            return _to_callee(owner, _internal_caller_id(person, loc, owner.location_id, d), digits, d)
-        if owner_loc is not None and d.locations[owner_loc].org_id == loc.org_id:
-            return _main_destination(d.locations[owner_loc], _internal_caller_id(person, loc, owner_loc, d), digits, d)
+        if owner is not None and d.locations[owner.location_id].org_id == org_id:
+            return _to_callee(owner, _shown_inside(ctx, owner.location_id), digits, d)
+        main_of = d.main_numbers.get(e164)
+        if main_of is not None and d.locations[main_of].org_id == org_id:
+            return _main_destination(d.locations[main_of], _shown_inside(ctx, main_of), digits, d)
 
-    trunk = d.location_trunk.get(loc.id)
-    if trunk is None:
+    if ctx.trunk is None:
         return NO_PSTN
     if cc != plan.country_code:
         international, country = True, region_of(cc, nsn)
@@ -122,30 +164,23 @@ def _from_device(digits: str, caller: DeviceCaller, d: Directory) -> Route:
         international = country != plan.country
     else:
         international, country = False, plan.country
-    own = d.numbers.get(person.phone_number) if person.phone_number else None
-    shown = person.phone_number if own is not None and own.state == "ACTIVE" else loc.main_number
-    return ToTrunk(trunk, e164, CallerId(shown, _display_name(person)), international, digits, country)
+    return ToTrunk(ctx.trunk, e164, ctx.outbound_id, international, digits, country)
 
 
-def _emergency(dialled: str, service: str, person: PersonRecord, loc: LocationRecord, d: Directory) -> Emergency:
+def _shown_inside(ctx: CallerContext, callee_location: str) -> CallerId:
+    """Shown to a callee inside the organisation: what they would dial to call back."""
+    return ctx.local_id if callee_location == ctx.location.id else ctx.remote_id
+
+
+def _emergency(dialled: str, service: str, ctx: CallerContext, d: Directory) -> Emergency:
+    person, loc = ctx.person, ctx.location
     own = d.numbers.get(person.phone_number) if person.phone_number else None
     # Only a number that rings here can call back: a number still being ported rings at the
     # old carrier, so the location's main number is given instead.
     callback = person.phone_number if own is not None and own.state == "ACTIVE" else loc.main_number
     esa = own.emergency_address if own is not None and own.emergency_address else loc.emergency_address
-    return Emergency(d.location_trunk.get(loc.id), dialled, service, callback, esa, loc.id,
-                     loc.contact_email, _display_name(person), person.id)
-
-
-def _internal_caller_id(person: PersonRecord, loc: LocationRecord, callee_location: str,
-                        d: Directory) -> CallerId:
-    """Shown to a callee inside the organisation: what they would dial to call back."""
-    ext = person.extension
-    if ext and callee_location == loc.id:
-        return CallerId(ext, _display_name(person))
-    if ext and loc.routing_prefix:
-        return CallerId(loc.routing_prefix + ext, _display_name(person))
-    return CallerId(person.phone_number or ext, _display_name(person))
+    return Emergency(ctx.trunk, dialled, service, callback, esa, loc.id, loc.contact_email,
+                     ctx.name, person.id)
 
 
 # -- calls from trunks -------------------------------------------------------------------------
@@ -155,7 +190,7 @@ def _from_trunk(digits: str, caller: TrunkCaller, d: Directory) -> Route:
         return UNKNOWN_TRUNK
     if not digits:
         return NOTHING_DIALLED
-    plan = dial_plan(d.trunk_country[trunk.id])
+    plan = d.trunk_plan.get(trunk.id)
     number = None
     e164 = None
     for candidate in _inbound_forms(digits, plan):
@@ -181,21 +216,22 @@ def _from_trunk(digits: str, caller: TrunkCaller, d: Directory) -> Route:
     return _main_destination(loc, caller_id, digits, d)
 
 
-def _inbound_forms(digits: str, plan: DialPlan) -> list[str]:
+def _inbound_forms(digits: str, plan: DialPlan | None) -> list[str]:
     """The E.164 numbers a carrier may mean: "+4420...", "4420..." (E.164 without its plus,
     as many carriers send it), or a national form of the trunk's country."""
     if digits[0] == "+":
         return [digits]
     if not digits.isdigit():
         return []
-    forms = ["+" + digits]
+    if plan is None:
+        return ["+" + digits]
     national = _national(digits, plan)
-    if type(national) is not Reject and national[0] != forms[0]:
-        forms.append(national[0])
-    return forms
+    if type(national) is Reject:
+        return ["+" + digits]
+    return [national[0], "+" + digits]  # a carrier in the country speaks its national forms
 
 
-def _caller_number(raw: str | None, plan: DialPlan) -> str | None:
+def _caller_number(raw: str | None, plan: DialPlan | None) -> str | None:
     """A trunk caller's number in E.164 where it can be read as one, else as sent."""
     if not raw:
         return None
@@ -204,8 +240,8 @@ def _caller_number(raw: str | None, plan: DialPlan) -> str | None:
         return digits
     if not digits.isdigit():
         return None  # "anonymous", "restricted": no number to show
-    national = _national(digits, plan)
-    if type(national) is not Reject:
+    national = _national(digits, plan) if plan is not None else None
+    if national is not None and type(national) is not Reject:
         return national[0]
     full = _international(digits)
     return full[0] if type(full) is not Reject else digits
