@@ -23,10 +23,13 @@ from provisioning.yamlsource import SourceError, load_yaml, source_errors
 __all__ = [
     "ApiSettings",
     "AuthSettings",
+    "CarrierSettings",
     "CallsSettings",
     "ConfigError",
     "LocationSettings",
     "LogSettings",
+    "MailSettings",
+    "OwnerSettings",
     "RegistrarSettings",
     "RtpSettings",
     "SecuritySettings",
@@ -322,6 +325,69 @@ class SecuritySettings(_Section):
         return value
 
 
+class OwnerSettings(_Section):
+    # The purchaser: on first start a 6-digit activation code is mailed here.
+    email: str | None = None
+    organization: str | None = None
+    country: str = "US"
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+            raise ValueError(f"not an e-mail address: {value!r}")
+        return value
+
+    @field_validator("organization")
+    @classmethod
+    def _organization(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= len(value.strip()) <= 200:
+            raise ValueError("must be 1 to 200 characters")
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        import phonenumbers
+
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"must be an ISO 3166 alpha-2 country code, got {value!r}")
+        return value.upper()
+
+
+class MailSettings(_Section):
+    # None: mail is written to the log and kept in the outbox (GET /v1/outbox).
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    sender: str = "callrouter@localhost"
+    timeout: float = 10.0
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None) -> str | None:
+        return None if value is None else _check_host(value)
+
+    _port = field_validator("smtp_port")(_check_port)
+    _timeout = field_validator("timeout")(_check_positive)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if "@" not in value or any(c in value for c in "\r\n"):
+            raise ValueError(f"must be an e-mail address, got {value!r}")
+        return value
+
+
+class CarrierSettings(_Section):
+    # The simulated carrier's inventory and customer records; unset: no carrier simulator.
+    simulator: Path | None = Field(default=None, validate_default=True)
+
+    @field_validator("simulator", mode="before")
+    @classmethod
+    def _simulator(cls, value: Any, info: ValidationInfo) -> Any:
+        return _resolve_path(value, info)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
@@ -342,6 +408,9 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=dict, validate_default=True)
     security: SecuritySettings = Field(default_factory=dict, validate_default=True)
     log: LogSettings = Field(default_factory=dict, validate_default=True)
+    owner: OwnerSettings = Field(default_factory=dict, validate_default=True)
+    mail: MailSettings = Field(default_factory=dict, validate_default=True)
+    carrier: CarrierSettings = Field(default_factory=dict, validate_default=True)
     org: Path | None = Field(default=None, validate_default=True)
 
     @field_validator("org", mode="before")
@@ -349,7 +418,8 @@ class Settings(_Section):
     def _org(cls, value: Any, info: ValidationInfo) -> Any:
         return _resolve_path(value, info)
 
-    @field_validator("sip", "rtp", "calls", "api", "store", "location", "registrar", "auth", "security", "log", mode="before")
+    @field_validator("sip", "rtp", "calls", "api", "store", "location", "registrar", "auth", "security", "log", "owner", "mail",
+                     "carrier", mode="before")
     @classmethod
     def _section(cls, value: Any) -> Any:
         # An empty section ("sip:" with nothing under it) means "all defaults", not an error.

@@ -1,6 +1,12 @@
-"""The HTTP side of the runtime: health and Prometheus metrics (the REST API joins here)."""
+"""The HTTP side of the runtime: the provisioning REST API, health and Prometheus metrics.
+
+The API gets its context here from what the runtime already holds (the store, the event bus
+that routing follows, the settings); its mailer and activation start with the web app and the
+mailer stops with it.
+"""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -82,8 +88,47 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+def build_api_context(runtime: "Runtime"):
+    from provisioning.api.framework import ApiContext
+    from provisioning.events import EventBus
+    from provisioning.mail import Mailer, SmtpConfig
+
+    s = runtime.settings
+    smtp = (SmtpConfig(s.mail.smtp_host, s.mail.smtp_port, s.mail.sender, s.mail.timeout)
+            if s.mail.smtp_host else None)
+    events = getattr(runtime, "events", None) or EventBus()
+    ctx = ApiContext(runtime.store, events=events, mailer=Mailer(runtime.store, smtp), settings=s)
+    if s.carrier.simulator is not None:
+        from provisioning.simulated_carrier import carrier_from_settings
+
+        ctx.carrier = carrier_from_settings(s.carrier.simulator, ctx.clock)
+    return ctx
+
+
+async def _start_api(app: web.Application) -> None:
+    from provisioning.api.activation import begin_activation
+    from provisioning.api.framework import CONTEXT_KEY
+
+    ctx = app[CONTEXT_KEY]
+    ctx.mailer.start()
+    await asyncio.to_thread(begin_activation, ctx)
+
+
+async def _stop_api(app: web.Application) -> None:
+    from provisioning.api.framework import CONTEXT_KEY
+
+    await app[CONTEXT_KEY].mailer.stop()
+
+
 def build_web_app(runtime: "Runtime") -> web.Application:
-    app = web.Application()
+    from provisioning.api.app import create_api_app
+    from provisioning.api.framework import MAX_BODY
+
+    app = web.Application(client_max_size=MAX_BODY + 4096)
+    if runtime.store is not None:
+        create_api_app(build_api_context(runtime), app)
+        app.on_startup.append(_start_api)
+        app.on_cleanup.append(_stop_api)
     app[RUNTIME_KEY] = runtime
     registry = CollectorRegistry()
     registry.register(RuntimeCollector(runtime))
