@@ -14,7 +14,9 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,14 +50,26 @@ def free_port(kind: str = "both") -> int:
     raise RuntimeError("no free port")
 
 
-def org_document(bulk_users: int = 0) -> dict:
-    people = []
+def org_document(bulk_users: int = 0, *, extra_devices: dict[str, list[str]] | None = None,
+                 phone_numbers: dict[str, str] | None = None, austin: dict | None = None,
+                 locations: list[dict] | None = None, people: list[dict] | None = None) -> dict:
+    """The test organisation. Options for call tests (all additive):
+    extra_devices: named user -> more SIP usernames for that person (password "<name>-pw");
+    phone_numbers: named user -> their number (must be one of Austin's numbers);
+    austin: keys merged into the Austin location (numbers, mainNumber, pstn...);
+    locations, people: more entries appended as given."""
+    named = []
     for i, (name, (password, ext)) in enumerate(NAMED_USERS.items()):
-        people.append({
+        devices = [{"sipUsername": name, "password": password}]
+        devices += [{"sipUsername": d, "password": f"{d}-pw"} for d in (extra_devices or {}).get(name, [])]
+        person = {
             "email": f"{name}@acme.test", "firstName": name.capitalize(), "lastName": "Test",
-            "location": "Austin", "extension": ext,
-            "devices": [{"sipUsername": name, "password": password}],
-        })
+            "location": "Austin", "extension": ext, "devices": devices,
+        }
+        if phone_numbers and name in phone_numbers:
+            person["phoneNumber"] = phone_numbers[name]
+        named.append(person)
+    people, extra_people = named, people or []
     for n in range(1, bulk_users + 1):
         people.append({
             "email": f"u{n}@bulk.acme.test", "firstName": "User", "lastName": str(n),
@@ -64,14 +78,51 @@ def org_document(bulk_users: int = 0) -> dict:
         })
     address = {"address1": "100 Congress Ave", "city": "Austin", "state": "TX",
                "postalCode": "78701", "country": "US"}
+    austin_location = {"name": "Austin", "country": "US", "timeZone": "America/Chicago",
+                       "address": address, "pstn": {"type": "LOCAL_GATEWAY", "trunk": "austin-gw"},
+                       "numbers": []}
+    austin_location.update(austin or {})
     return {
         "organization": {"name": "Acme Test", "country": "US", "subscription": "PAID",
                          "businessAccount": True, "sipRealm": REALM},
-        "locations": [{"name": "Austin", "country": "US", "timeZone": "America/Chicago",
-                       "address": address, "pstn": {"type": "LOCAL_GATEWAY", "trunk": "austin-gw"},
-                       "numbers": []}],
-        "people": people,
+        "locations": [austin_location, *(locations or [])],
+        "people": people + extra_people,
     }
+
+
+# -- store preparation for call tests -------------------------------------------------------------
+# The organisation file has no trunks, per-number emergency addresses, outside-dial digits or
+# number states (yet); tests that need them write them into the store before the server starts
+# (ServerProcess(prepare=...)), the way the API or a port's lifecycle would.
+
+def add_trunk(store, name: str, host: str, port: int, transport: str = "UDP") -> str:
+    from provisioning.store import Organization, new_id
+    from provisioning.tables_access import Trunk
+
+    with store.session() as session:
+        org = session.query(Organization).one()
+        trunk = Trunk(id=new_id(), org_id=org.id, name=name, host=host, port=port, transport=transport)
+        session.add(trunk)
+        return trunk.id
+
+
+def update_location(store, name: str, **columns) -> None:
+    from provisioning.store import Location
+
+    with store.session() as session:
+        row = session.query(Location).filter_by(name=name).one()
+        for key, value in columns.items():
+            setattr(row, key, value)
+
+
+def update_number(store, e164: str, **columns) -> None:
+    from provisioning.store import Number
+
+    with store.session() as session:
+        row = session.get(Number, e164)
+        assert row is not None, f"{e164} is not in the store"
+        for key, value in columns.items():
+            setattr(row, key, value)
 
 
 @dataclass
@@ -85,6 +136,11 @@ class ServerProcess:
     proc: subprocess.Popen | None = None
     host: str = "127.0.0.1"
     realm: str = REALM
+    org: dict | None = None        # the organisation document; org_document(bulk_users) if None
+    # Called with an open Store after the organisation is applied and before the first start.
+    # The server then does not re-apply the file at start (that would undo what prepare set,
+    # such as a trunk on a location whose file entry has none).
+    prepare: Callable[[Any], None] | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +148,8 @@ class ServerProcess:
         self.tls_port = free_port()
         self.api_port = free_port()
         org_path = self.workdir / "org.yaml"
-        org_path.write_text(yaml.safe_dump(org_document(self.bulk_users), sort_keys=False))
+        org_path.write_text(yaml.safe_dump(self.org or org_document(self.bulk_users), sort_keys=False))
+        self.org_path = org_path
         config = {
             "sip": {"host": "127.0.0.1", "port": self.sip_port, "tls_port": self.tls_port},
             # Each server its own slice of RTP ports, so servers running side by side (and
@@ -106,12 +163,32 @@ class ServerProcess:
             "org": str(org_path),
             "log": {"level": "INFO"},
         }
+        if self.prepare is not None:
+            del config["org"]
         _merge(config, self.settings)
         self.config_path = self.workdir / "callrouter.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log_path = self.workdir / "server.log"
 
+    @property
+    def store_url(self) -> str:
+        return yaml.safe_load(self.config_path.read_text())["store"]["url"]
+
+    def _prepare_store(self) -> None:
+        from provisioning.orgfile import apply_org
+        from provisioning.store import Store
+
+        store = Store.open(self.store_url)
+        try:
+            apply_org(store, self.org_path)
+            self.prepare(store)
+        finally:
+            store.close()
+        self._prepared = True
+
     def start(self, timeout: float = 60.0) -> "ServerProcess":
+        if self.prepare is not None and not getattr(self, "_prepared", False):
+            self._prepare_store()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

@@ -79,13 +79,13 @@ def udp_socket(host: str = "127.0.0.1", port: int = 0, timeout: float = 2.0) -> 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Factory: start_server(name, bulk_users=0, settings={}) -> a started ServerProcess,
-    killed at the end of the test whatever happened."""
+    """Factory: start_server(name, bulk_users=0, settings={}, **ServerProcess options such as
+    org= and prepare=) -> a started ServerProcess, killed at the end of the test whatever happened."""
     started: list[ServerProcess] = []
 
     def start(name: str = "server", bulk_users: int = 0, settings: dict | None = None,
-              timeout: float = 60.0) -> ServerProcess:
-        server = ServerProcess(tmp_path / name, bulk_users=bulk_users, settings=settings or {})
+              timeout: float = 60.0, **options) -> ServerProcess:
+        server = ServerProcess(tmp_path / name, bulk_users=bulk_users, settings=settings or {}, **options)
         started.append(server)
         return server.start(timeout=timeout)
 
@@ -100,9 +100,9 @@ def start_module_server(tmp_path_factory) -> Iterator[Callable[..., ServerProces
     started: list[ServerProcess] = []
 
     def start(name: str = "server", bulk_users: int = 0, settings: dict | None = None,
-              timeout: float = 60.0) -> ServerProcess:
+              timeout: float = 60.0, **options) -> ServerProcess:
         server = ServerProcess(tmp_path_factory.mktemp(name), bulk_users=bulk_users,
-                               settings=settings or {})
+                               settings=settings or {}, **options)
         started.append(server)
         return server.start(timeout=timeout)
 
@@ -387,9 +387,161 @@ class UdpUac:
         return resp.contacts()
 
 
+# --------------------------------------------------------------------------- calls: SIPp peers
+
+@dataclass
+class SipText:
+    """One SIP message as a peer saw it: first line, headers in order, body (all text)."""
+    first_line: str
+    headers: list[tuple[str, str]]
+    body: str
+
+    @property
+    def method(self) -> str | None:
+        return None if self.first_line.startswith("SIP/2.0") else self.first_line.split(" ", 1)[0]
+
+    @property
+    def status(self) -> int | None:
+        return int(self.first_line.split()[1]) if self.first_line.startswith("SIP/2.0") else None
+
+    @property
+    def request_uri(self) -> str:
+        return self.first_line.split()[1]
+
+    def all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def first(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[0] if values else None
+
+
+def parse_sip_text(text: str) -> SipText:
+    head, _, body = text.replace("\r\n", "\n").partition("\n\n")
+    lines = head.strip("\n").split("\n")
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and headers:
+            headers[-1] = (headers[-1][0], headers[-1][1] + " " + line.strip())
+        elif ":" in line:
+            k, v = line.split(":", 1)
+            headers.append((k.strip(), v.strip()))
+    return SipText(lines[0].strip(), headers, body)
+
+
+# SIPp writes "UDP message received [581] bytes :" and "UDP message sent (314 bytes):".
+_TRACE_ENTRY = re.compile(r"^-{10,} [^\n]*\n(UDP|TCP|TLS) message (received|sent) "
+                          r"(?:\[\d+\] bytes ?|\(\d+ bytes\)):\n\n", re.MULTILINE)
+
+
+def read_message_trace(path: Path) -> list[tuple[str, SipText]]:
+    """("received" | "sent", message) for every message in a SIPp -trace_msg file."""
+    if not path.exists():
+        return []
+    text = path.read_text(errors="replace")
+    entries = list(_TRACE_ENTRY.finditer(text))
+    out = []
+    for i, m in enumerate(entries):
+        end = entries[i + 1].start() if i + 1 < len(entries) else len(text)
+        raw = text[m.end():end].strip("\n")
+        if raw:
+            out.append((m.group(2), parse_sip_text(raw + "\n")))
+    return out
+
+
+@dataclass
+class SippPeer:
+    """A SIPp process in the background (a phone or a trunk), with its message trace."""
+    name: str
+    proc: subprocess.Popen
+    trace: Path
+    stat_file: Path
+    log: Path
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return -9
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def messages(self, direction: str = "received") -> list[SipText]:
+        return [m for d, m in read_message_trace(self.trace) if d == direction]
+
+    def requests(self, method: str) -> list[SipText]:
+        return [m for m in self.messages() if m.method == method]
+
+    def stats(self) -> dict[str, str]:
+        return read_sipp_stats(self.stat_file)
+
+    def describe(self) -> str:
+        out = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
+        got = [m.first_line for d, m in read_message_trace(self.trace)]
+        return f"sipp peer {self.name} rc={self.proc.poll()} messages={got}\n{out}"
+
+
+def sipp_peer(name: str, scenario: str | Path, workdir: Path, *, ip: str = "127.0.0.1", port: int,
+              target: tuple[str, int] | None = None, calls: int = 1, timeout: float = 30.0,
+              keys: dict[str, str] | None = None, service: str | None = None,
+              pause_ms: int = 500, extra: list[str] | None = None) -> SippPeer:
+    """Start SIPp on ip:port: a UAS (no target) waiting for `calls` calls, or a UAC placing them
+    to target. It traces every message to <workdir>/<name>-messages.log and gives up after
+    `timeout` seconds (-timeout with -timeout_error: an unfinished call is a failure)."""
+    sipp_path = require_sipp()
+    scenario = Path(scenario)
+    if not scenario.is_absolute():
+        scenario = SIPP_DIR / scenario
+    workdir.mkdir(parents=True, exist_ok=True)
+    trace, stat_file, log = workdir / f"{name}-messages.log", workdir / f"{name}.csv", workdir / f"{name}.out"
+    cmd = [sipp_path]
+    if target is not None:
+        cmd.append(f"{target[0]}:{target[1]}")
+    cmd += ["-sf", str(scenario), "-m", str(calls), "-i", ip, "-p", str(port),
+            "-mp", str(free_udp_port(ip)), "-d", str(pause_ms), "-t", "u1",
+            "-trace_msg", "-message_file", str(trace), "-trace_stat", "-stf", str(stat_file), "-fd", "1",
+            "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error"]
+    if service is not None:
+        cmd += ["-s", service]
+    for key, value in (keys or {}).items():
+        cmd += ["-key", key, value]
+    cmd += extra or []
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return SippPeer(name, proc, trace, stat_file, log)
+
+
+def wait_listening(port: int, ip: str = "127.0.0.1", timeout: float = 5.0) -> None:
+    """Wait until something has bound UDP ip:port (a SIPp UAS takes a moment to start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((ip, port))
+            except OSError:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on {ip}:{port} after {timeout}s")
+
+
+def register_from(server: ServerProcess, user: str, ip: str, port: int, password: str | None = None) -> None:
+    """Register `user` from ip:port (a binding's address is where the REGISTER came from, so a
+    SIPp UAS started on that port afterwards is where the user's calls ring)."""
+    with UdpUac(server, host=ip, port=port) as uac:
+        resp = uac.register(user, password)
+    assert resp is not None and resp.status == 200, f"REGISTER {user} from {ip}:{port}: {resp and resp.raw!r}"
+
+
 __all__ = [
     "NAMED_USERS", "REALM", "SIPP_DIR", "SipResponse", "SippResult", "UdpUac", "build_register",
     "bulk_user_rows", "challenge_params", "digest", "free_port", "free_udp_port", "missing",
     "parse_response", "password_of", "pick_challenge", "require_module", "require_sipp",
     "run_sipp", "udp_socket", "wait_metric", "write_injection",
+    "SipText", "SippPeer", "parse_sip_text", "read_message_trace", "register_from", "sipp_peer",
+    "wait_listening",
 ]
