@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from provisioning.events import EventBus
 from provisioning.orgfile import apply_org
 from provisioning.store import Store
 from sipcore.auth import DigestAuthenticator, DigestCredentials
@@ -56,6 +57,10 @@ class Runtime:
         self.relay_pool: RelayPool | None = None
         self.call_records: CallRecordWriter | None = None
         self.local_address: LocalAddress | None = None
+        # Every committed change (API, org file) is published here; routing and the
+        # registrar's credentials follow it without a restart.
+        self.events = EventBus()
+        self.events.subscribe(self._on_store_events)
         self.sip: SipServer | None = None
         self._web_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
@@ -64,6 +69,7 @@ class Runtime:
     # -- start and stop --------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        self._loop = asyncio.get_running_loop()
         self.store = await asyncio.to_thread(Store.open, s.store.url)
         if s.org is not None:
             summary = await asyncio.to_thread(apply_org, self.store, s.org)
@@ -179,6 +185,19 @@ class Runtime:
     def _relay_died(self, reason: str) -> None:
         # Calls in progress lose their media; new calls get 503 until the operator restarts.
         log.error("media relay process died: %s", reason)
+
+    def _on_store_events(self, events) -> None:
+        if self.directory is None:
+            return  # still starting: the first directory is built from the store anyway
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a commit made outside the event loop (a worker thread)
+            loop = self._loop
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.store_changed(events)))
+            return
+        task = loop.create_task(self.store_changed(events))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     async def store_changed(self, _events=None) -> None:
         """A committed change in the store: credentials and the routing directory follow."""
