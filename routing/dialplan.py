@@ -59,7 +59,9 @@ def dial_plan(country: str) -> DialPlan:
     pattern = desc.national_number_pattern if desc is not None else None
     max_length = max(desc.possible_length or (6,)) if pattern else 3
     cc = str(meta.country_code)
-    lengths = _lengths(cc)
+    # The country's own lengths, not those of every region sharing its code: Canada's
+    # 7-digit numbers would otherwise make a 7-digit local number look complete in the US.
+    lengths = frozenset(meta.general_desc.possible_length or ()) or _lengths(cc)
     emergency = re.compile(pattern or "112")
     return DialPlan(
         country=region,

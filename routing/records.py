@@ -1,7 +1,8 @@
 """Plain input records for the routing directory, built by the feed from the store.
 
 Frozen and slotted: a directory holds a million numbers, and nothing on the call path may
-change a record under a call that is being routed.
+change a record under a call that is being routed. Mapping fields (addresses, digests) are
+left out of the hash so that records stay usable as dict keys and set members.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class LocationRecord:
     outside_dial_digit: str | None = None  # e.g. "9": may precede any external number
     main_number: str | None = None         # E.164
     main_destination: tuple[str, str] | None = None  # ("PERSON"|"AUTO_ATTENDANT", id)
-    emergency_address: Mapping = field(default_factory=dict)  # the location's default ESA
+    emergency_address: Mapping = field(default_factory=dict, hash=False)  # the location's default ESA
     contact_email: str | None = None       # told about emergency calls
     pstn_type: str | None = None           # CALLING_PLAN | CLOUD_CONNECTED | LOCAL_GATEWAY
     trunk_name: str | None = None          # the location's PSTN connection (TrunkRecord.name)
@@ -69,7 +70,7 @@ class NumberRecord:
     owner_id: str | None = None
     owner_type: OwnerType | None = None
     is_main: bool = False
-    emergency_address: Mapping | None = None  # the number's own ESA (a remote worker's), if any
+    emergency_address: Mapping | None = field(default=None, hash=False)  # its own ESA (a remote worker's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class TrunkRecord:
     register: bool = False
     username: str | None = None
     realm: str | None = None
-    ha1: Mapping[str, str] | None = None   # digest HA1 per algorithm, never the password
+    ha1: Mapping[str, str] | None = field(default=None, hash=False)  # digest HA1 per algorithm, not the password
     location_id: str | None = None         # the location this trunk serves, when known
 
 
