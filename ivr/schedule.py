@@ -359,6 +359,7 @@ def holiday_from_document(item: Mapping[str, Any], where: str = "holiday") -> Ho
     """One holiday entry: {"name", "date" [, "endDate"] [, startTime, endTime]}, or
     {"name", "month", "day"} (every year), or {"name", "month", "weekday", "week"} (every year),
     or {"country" [, "subdivision"]} (public holidays)."""
+    item = {key: value for key, value in item.items() if value is not None}  # the API shows absent as null
     name = str(item.get("name") or "")
     if "country" in item:
         return PublicHolidays(str(item["country"]).upper(), item.get("subdivision"), name)
