@@ -7,6 +7,10 @@ store that the file does not mention are left alone: the file adds and updates, 
 deletes, so numbers or people created through the API survive a re-apply.
 
 Passwords are turned into HA1 digests on the way in and never stored.
+
+Applying goes through the service layer like the API: one unit of work whose every created or
+changed entity gets an audit entry (actor ``system:orgfile``) and a change event (its data is
+the entity's audit snapshot), delivered after the commit.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -24,7 +28,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from provisioning.audit import snapshot
 from provisioning.digest import ha1_all
+from provisioning.models import NO_CALLING_PLAN
+from provisioning.service import Services, UnitOfWork, system_actor
 from provisioning.store import (
     Device,
     Location,
@@ -37,12 +44,10 @@ from provisioning.store import (
     Subscription,
     new_id,
 )
+from provisioning.tables_access import Trunk
 from provisioning.yamlsource import Loc, SourceError, YamlDocument, format_loc, load_yaml, source_errors
 
-__all__ = ["ApplySummary", "OrgFile", "OrgFileError", "apply_org", "load_org"]
-
-# Business rule: the provider's calling plan is not sold in these countries.
-NO_CALLING_PLAN = {"ID": "Indonesia", "MO": "Macau", "PH": "the Philippines", "SA": "Saudi Arabia"}
+__all__ = ["ApplySummary", "NO_CALLING_PLAN", "OrgFile", "OrgFileError", "apply_org", "load_org"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Conservative SIP user part: no ':' (it would make H(user:realm:password) ambiguous) and
@@ -101,6 +106,27 @@ class PstnSpec(_Spec):
         return value
 
 
+class TrunkSpec(_Spec):
+    name: str = Field(min_length=1, max_length=200)
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\[\]-]+$")
+    port: int = Field(default=5060, ge=1, le=65535)
+    transport: Literal["UDP", "TCP", "TLS"] = "UDP"
+    registers: bool = Field(default=False, alias="register")
+    username: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^:\s]+$")
+    password: str | None = Field(default=None, min_length=1, max_length=200)
+    realm: str | None = Field(default=None, min_length=1, max_length=253)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("username") is None:
+            raise ValueError("a password needs a username")
+        return value
+
+    def digest_realm(self) -> str | None:
+        return (self.realm or self.host) if self.username else None
+
+
 class LocationSpec(_Spec):
     name: str = Field(min_length=1, max_length=200)
     country: str
@@ -108,6 +134,8 @@ class LocationSpec(_Spec):
     address: AddressSpec
     emergency_address: AddressSpec | None = None
     pstn: PstnSpec | None = None
+    routing_prefix: str | None = Field(default=None, pattern=r"^[0-9]{1,8}$")
+    outside_dial_digit: str | None = Field(default=None, pattern=r"^[0-9]$")
     main_number: str | None = None
     numbers: list[str] = Field(default_factory=list)
 
@@ -181,6 +209,7 @@ class OrganizationSpec(_Spec):
 
 class OrgFile(_Spec):
     organization: OrganizationSpec
+    trunks: list[TrunkSpec] = Field(default_factory=list)
     locations: list[LocationSpec] = Field(default_factory=list)
     people: list[PersonSpec] = Field(default_factory=list)
 
@@ -256,13 +285,26 @@ def _check(doc: YamlDocument) -> _Plan:
     if not spec.organization.realm():
         raise plan.error(("organization", "name"), "cannot derive a SIP realm from this name; set sipRealm")
 
+    trunk_names: set[str] = set()
+    for i, trunk in enumerate(spec.trunks):
+        if trunk.name in trunk_names:
+            raise plan.error(("trunks", i, "name"), f"trunk {trunk.name!r} is listed twice")
+        if trunk.registers and trunk.password is None:
+            raise plan.error(("trunks", i, "password"), "a registering trunk needs a username and password")
+        trunk_names.add(trunk.name)
+
     seen_names: set[str] = set()
+    seen_prefixes: set[str] = set()
     seen_numbers: dict[str, Loc] = {}
     for i, location in enumerate(spec.locations):
         loc: Loc = ("locations", i)
         if location.name in seen_names:
             raise plan.error(loc + ("name",), f"location {location.name!r} is listed twice")
         seen_names.add(location.name)
+        if location.routing_prefix is not None:
+            if location.routing_prefix in seen_prefixes:
+                raise plan.error(loc + ("routingPrefix",), f"routing prefix {location.routing_prefix} is listed twice")
+            seen_prefixes.add(location.routing_prefix)
         if location.pstn and location.pstn.type == PstnType.CALLING_PLAN and location.country in NO_CALLING_PLAN:
             raise plan.error(
                 loc + ("pstn", "type"), f"the calling plan is not sold in {NO_CALLING_PLAN[location.country]}"
@@ -334,12 +376,18 @@ def _check(doc: YamlDocument) -> _Plan:
     return plan
 
 
-def apply_org(store: Store, path_or_data: str | Path | dict[str, Any]) -> ApplySummary:
-    """Make the store hold what the file describes, in one transaction; count what changed."""
+def apply_org(store: Store, path_or_data: str | Path | dict[str, Any],
+              services: Services | None = None) -> ApplySummary:
+    """Make the store hold what the file describes, in one transaction; count what changed.
+
+    ``services`` brings the event bus (and mailer) the changes are published on; without it
+    they are audited and published on a bus of their own.
+    """
     plan = _check(_load(path_or_data))
+    services = services if services is not None and services.store is store else Services(store)
     try:
-        with store.session(exclusive=True) as session:
-            return _Applier(session, plan).run()
+        with services.unit_of_work(system_actor("orgfile")) as uow:
+            return _Applier(uow, plan).run()
     except IntegrityError as exc:
         # Only reachable when another writer changed the same rows between our checks and
         # the commit; nothing was stored.
@@ -354,18 +402,30 @@ class _Applier:
     with thousands of people stays a matter of seconds on SQLite.
     """
 
-    def __init__(self, session: Session, plan: _Plan) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork, plan: _Plan) -> None:
+        self.uow = uow
+        self.session: Session = uow.session
         self.plan = plan
         self.created = self.updated = self.unchanged = 0
+        # (entity, row, before) of every created or changed entity, audited once all is flushed.
+        self.changes: list[tuple[str, Any, dict | None, dict]] = []
 
-    def _count(self, created: bool, changed: bool) -> None:
+    def _count(self, created: bool, changed: bool, entity: str = "", row: Any = None,
+               before: dict | None = None, **extra: Any) -> None:
         if created:
             self.created += 1
         elif changed:
             self.updated += 1
         else:
             self.unchanged += 1
+        if (created or changed) and row is not None:
+            self.changes.append((entity, row, None if created else before, extra))
+
+    def _publish(self) -> None:
+        for entity, row, before, extra in self.changes:
+            after = {**snapshot(row), **extra}
+            key = row.e164 if entity == "number" else row.id
+            self.uow.change(entity, key, "updated" if before is not None else "created", before, after)
 
     @staticmethod
     def _set(obj: Any, **values: Any) -> bool:
@@ -387,6 +447,9 @@ class _Applier:
 
     def run(self) -> ApplySummary:
         org = self._organization()
+        self.session.flush()
+        self.uow.org_id = org.id
+        self._trunks(org)
         locations = self._locations(org)
         self.session.flush()
         people = self._people(org, locations)
@@ -394,7 +457,26 @@ class _Applier:
         self._numbers(org, locations, people)
         self._devices(org, people)
         self.session.flush()
+        self._publish()
         return ApplySummary(self.created, self.updated, self.unchanged)
+
+    def _trunks(self, org: Organization) -> None:
+        specs = self.plan.spec.trunks
+        if not specs:
+            return
+        existing = {row.name: row for row in self.session.scalars(select(Trunk).where(Trunk.org_id == org.id))}
+        for spec in specs:
+            row = existing.get(spec.name)
+            created = row is None
+            before = None if row is None else snapshot(row)
+            if row is None:
+                row = Trunk(id=new_id(), org_id=org.id, name=spec.name)
+                self.session.add(row)
+            realm = spec.digest_realm()
+            digests = ha1_all(spec.username, realm, spec.password) if spec.username and spec.password else None
+            changed = self._set(row, host=spec.host, port=spec.port, transport=spec.transport,
+                                register=spec.registers, username=spec.username, realm=realm, ha1=digests)
+            self._count(created, changed, "trunk", row, before)
 
     def _organization(self) -> Organization:
         spec = self.plan.spec.organization
@@ -407,6 +489,7 @@ class _Applier:
                 ("organization", field_name), f"SIP realm {realm!r} is already used by organisation {holder.name!r}"
             )
         created = org is None
+        before = None if org is None else snapshot(org)
         if org is None:
             org = Organization(id=new_id(), name=spec.name)
             self.session.add(org)
@@ -417,7 +500,7 @@ class _Applier:
             business_account=spec.business_account,
             sip_realm=realm,
         )
-        self._count(created, changed)
+        self._count(created, changed, "organization", org, before)
         return org
 
     def _locations(self, org: Organization) -> dict[str, Location]:
@@ -437,6 +520,7 @@ class _Applier:
                     f"{spec.name} already has a {row.pstn_type.value} connection and cannot switch to the calling plan",
                 )
             created = row is None
+            before = None if row is None else snapshot(row)
             if row is None:
                 row = Location(id=new_id(), org_id=org.id, name=spec.name)
                 self.session.add(row)
@@ -450,8 +534,10 @@ class _Applier:
                 pstn_type=new_type,
                 pstn_trunk=spec.pstn.trunk if spec.pstn else None,
                 main_number=plan.main_number,
+                routing_prefix=spec.routing_prefix,
+                outside_dial_digit=spec.outside_dial_digit,
             )
-            self._count(created, changed)
+            self._count(created, changed, "location", row, before)
             out[spec.name] = row
         return out
 
@@ -490,6 +576,7 @@ class _Applier:
         # Extensions and numbers may be swapped between people in one file; clear the ones
         # that change first so the unique constraints never see two holders at once.
         moved: set[str] = set()
+        befores = {email: snapshot(row) for email, row in rows.items()}
         for plan in plans:
             row = rows.get(plan.spec.email)
             wanted = (locations[plan.spec.location].id, plan.spec.extension, plan.phone_number)
@@ -515,7 +602,7 @@ class _Applier:
                 extension=spec.extension,
                 phone_number=plan.phone_number,
             )
-            self._count(created, changed or spec.email in moved)
+            self._count(created, changed or spec.email in moved, "person", row, befores.get(spec.email))
             out[spec.email] = row
         return out
 
@@ -531,6 +618,7 @@ class _Applier:
                 if row is not None and org_of_location.get(row.location_id) != org.id:
                     raise self.plan.error(loc, f"{e164} belongs to organisation {row.location.organization.name!r}")
                 created = row is None
+                before = None if row is None else snapshot(row)
                 if row is None:
                     # New numbers in a declarative file are in service; numbers already in
                     # the store keep their state (a pending port is the lifecycle's business).
@@ -540,14 +628,16 @@ class _Applier:
                 if owner is None and row.owner_id is not None and row.owner_id not in file_people:
                     owner = row.owner_id  # assigned outside this file: not ours to take away
                 changed = self._set(row, location_id=location.id, owner_id=owner, is_main=e164 == plan.main_number)
-                self._count(created, changed)
+                self._count(created, changed, "number", row, before)
             # A main number declared elsewhere demotes one the store still flags as main.
             stale = select(Number).where(
                 Number.location_id == location.id, Number.is_main.is_(True), Number.e164.not_in(list(plan.numbers))
             )
             for row in self.session.scalars(stale):
+                before = snapshot(row)
                 row.is_main = False
                 self.updated += 1
+                self.changes.append(("number", row, before, {}))
 
     def _devices(self, org: Organization, people: dict[str, Person]) -> None:
         realm = self.plan.spec.organization.realm()
@@ -564,12 +654,14 @@ class _Applier:
                         f"SIP username {spec.sip_username!r} belongs to organisation {row.person.organization.name!r}",
                     )
                 created = row is None
+                before = None if row is None else snapshot(row)
                 if row is None:
                     row = Device(id=new_id(), sip_username=spec.sip_username)
                     self.session.add(row)
                 digests = ha1_all(spec.sip_username, realm, spec.password)
                 changed = self._set(row, person_id=person.id)
-                if created or row.ha1() != digests:
+                rehashed = not created and row.ha1() != digests
+                if created or rehashed:
                     row.set_ha1(digests)
                     changed = True
-                self._count(created, changed)
+                self._count(created, changed, "device", row, before, passwordChanged=rehashed)
