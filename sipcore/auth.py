@@ -532,3 +532,42 @@ def _normalise_uri(uri: str) -> tuple[str, ...] | str:
     if not port:
         port = "5061" if scheme == "sips" else "5060"
     return (scheme, user, host.lower(), port)
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def answer_challenge(challenges: list[str], method: str, uri: str, username: str, realm: str | None,
+                     ha1: Mapping[str, str], cnonce: str, nc: int = 1) -> str | None:
+    """An Authorization value answering the first challenge we can answer with a stored HA1
+    (we never hold a trunk's password, only H(username:realm:password) per algorithm), or
+    None when the realm differs from the one the HA1 was made for or no algorithm matches."""
+    for value in challenges:
+        try:
+            parsed = parse_credentials(value)
+        except AuthHeaderError:
+            continue
+        p = parsed.params
+        algorithm = (p.get("algorithm") or "MD5").upper()
+        if algorithm.endswith("-SESS") or algorithm not in ha1 or algorithm not in _HASHES:
+            continue
+        if realm is not None and p.get("realm") != realm:
+            continue
+        nonce = p.get("nonce")
+        if nonce is None:
+            continue
+        h = _HASHES[algorithm]
+        ha2 = h(f"{method}:{uri}".encode())
+        qops = [q.strip() for q in (p.get("qop") or "").split(",") if q.strip()]
+        parts = [f'username="{username}"', f'realm="{p.get("realm", "")}"', f'nonce="{nonce}"',
+                 f'uri="{uri}"', f"algorithm={algorithm}"]
+        if "auth" in qops:
+            nc_text = f"{nc:08x}"
+            response = h(f"{ha1[algorithm]}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}".encode())
+            parts += [f'response="{response}"', "qop=auth", f"nc={nc_text}", f'cnonce="{cnonce}"']
+        else:
+            parts.append(f'response="{h(f"{ha1[algorithm]}:{nonce}:{ha2}".encode())}"')
+        if p.get("opaque") is not None:
+            parts.append(f'opaque="{p["opaque"]}"')
+        return "Digest " + ", ".join(parts)
+    return None

@@ -35,6 +35,7 @@ from .calls import (
     disposition_for,
     reason_header,
 )
+from .auth import answer_challenge
 from .dialog import Dialog, new_call_id, new_tag
 from .emergency import emergency_body
 from .location import MemoryBindingStore
@@ -277,7 +278,7 @@ class B2BUA:
         if route.caller_id.number:
             extra["p-asserted-identity"] = f"<sip:{route.caller_id.number}@{host};user=phone>"
         self._send_invite(call, trunk.name, uri, dest, transport, from_value,
-                          f"<sip:{route.number}@{trunk.host}>", body, extra, now)
+                          f"<sip:{route.number}@{trunk.host}>", body, extra, now, _trunk_credentials(trunk))
 
     def _emergency(self, call: Call, route: Emergency, body: bytes, now: float) -> None:
         call.emergency = True
@@ -308,11 +309,12 @@ class B2BUA:
         if callback:
             extra["p-asserted-identity"] = f"<sip:{callback}@{host};user=phone>"
         self._send_invite(call, trunk.name, uri, dest, transport, from_value,
-                          f"<sip:{route.service_number}@{trunk.host}>", full_body, extra, now)
+                          f"<sip:{route.service_number}@{trunk.host}>", full_body, extra, now,
+                          _trunk_credentials(trunk))
 
     def _send_invite(self, call: Call, target: str, uri: URI, dest: Address, transport: str,
                      from_value: str, to_value: str, body: bytes, extra: dict[str, str],
-                     now: float) -> None:
+                     now: float, credentials: tuple | None = None) -> None:
         host, port = self.local(transport, dest)
         max_forwards = int(call.invite.get("max-forwards") or "70") - 1
         headers: dict[str, list[str]] = {
@@ -333,7 +335,7 @@ class B2BUA:
             headers["content-type"] = ["application/sdp"]
         invite = Request("INVITE", uri, headers, body)
         fork = Fork(call=call, target=target, invite=invite, txn=None,
-                    dialog=Dialog.as_uac(invite, dest, transport))
+                    dialog=Dialog.as_uac(invite, dest, transport), credentials=credentials)
         call.forks.append(fork)
         txn, sends = self.transactions.send_request(invite, dest, transport, now)
         txn.user_data = fork
@@ -363,10 +365,43 @@ class B2BUA:
         if status < 300:
             self._fork_answered(fork, resp, now)
             return
+        if status in (401, 407):
+            if self._retry_with_credentials(fork, resp, now):
+                return
+            # The far side's challenge is not the caller's to answer (it would prompt the
+            # phone for credentials it does not have): the call failed at the trunk.
+            status, resp.reason = 503, "Service Unavailable: trunk authentication failed"
         if fork.final is None:
             fork.final, fork.reason = status, resp.reason
             if call.state in (State.ROUTING, State.EARLY):
                 self._fork_failed(call, now)
+
+    def _retry_with_credentials(self, fork: Fork, resp: Response, now: float) -> bool:
+        """A trunk challenged our INVITE: send it again once, signed with the trunk's HA1."""
+        if fork.credentials is None or fork.auth_tried or fork.call.state not in (State.ROUTING, State.EARLY):
+            return False
+        username, realm, ha1 = fork.credentials
+        header = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
+        invite = fork.invite
+        answer = answer_challenge(resp.get_all(header), "INVITE", str(invite.uri), username, realm, ha1,
+                                  os.urandom(8).hex())
+        if answer is None:
+            log.info("call %s: trunk %s challenged in a realm or algorithm we hold no HA1 for",
+                     fork.call.id, fork.target)
+            return False
+        fork.auth_tried = True
+        retry = Request("INVITE", invite.uri.copy(), {k: list(v) for k, v in invite._h.items()}, invite.body)
+        via = retry.get("via").split(";branch=")[0]
+        retry.set("Via", f"{via};branch={MAGIC_COOKIE}{self._cookie}{os.urandom(8).hex()};rport")
+        retry.set("CSeq", f"{invite.cseq[0] + 1} INVITE")
+        retry.set("Authorization" if resp.status == 401 else "Proxy-Authorization", answer)
+        fork.invite = retry
+        fork.dialog.local_seq = invite.cseq[0] + 1
+        txn, sends = self.transactions.send_request(retry, fork.dialog.dest, fork.dialog.transport, now)
+        txn.user_data = fork
+        fork.txn = txn
+        self._out.extend(sends)
+        return True
 
     def _fork_answered(self, fork: Fork, resp: Response, now: float) -> None:
         call = fork.call
@@ -633,6 +668,12 @@ class B2BUA:
             known = socket.gethostbyname(host)
             self._host_cache[host] = known
         return known
+
+
+def _trunk_credentials(trunk: Any) -> tuple | None:
+    if getattr(trunk, "username", None) and getattr(trunk, "ha1", None):
+        return (trunk.username, trunk.realm, dict(trunk.ha1))
+    return None
 
 
 def dialled_from(uri: URI) -> str:

@@ -65,6 +65,9 @@ class Fork:
     final: int | None = None            # status of its final response
     reason: str = ""
     ack: bytes | None = None            # the ACK we sent for its 2xx, re-sent on retransmits
+    # A trunk's digest identity: (username, realm or None, HA1 per algorithm), used once when
+    # the trunk challenges the INVITE.
+    credentials: tuple[str, str | None, Any] | None = None
     auth_tried: bool = False
 
 

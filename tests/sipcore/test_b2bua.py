@@ -362,3 +362,32 @@ def test_outbound_and_emergency_calls_go_to_the_trunk():
     net.send(answer(inv, 200, "psap", TRUNK, SDP), TRUNK)
     ok = [m for m in net.take(ALICE) if m.status == 200][0]
     assert b"RELAY-ANSWER-FROM-b" in ok.body
+
+
+def test_a_trunk_that_challenges_gets_the_invite_again_signed_with_its_ha1():
+    from sipcore.auth import AuthOutcome, DigestAuthenticator, DigestCredentials
+
+    creds = DigestCredentials.from_password("acme", "carrier.example", "trunk-secret")
+    trunk = TrunkRecord(id="t1", org_id="o", name="carrier", host=TRUNK[0], port=TRUNK[1], transport="UDP",
+                        register=False, username="acme", realm="carrier.example", ha1=dict(creds.ha1))
+    net = Net(route=ToTrunk(trunk=trunk, number="+15125550199", caller_id=CallerId("+15125550101", "Alice"),
+                            international=False, dialled="5125550199"))
+    net.send(invite("5125550199"), ALICE)
+    first, = net.requests(TRUNK, "INVITE")
+    carrier = DigestAuthenticator(b"c" * 32)
+    challenge = make_response(first, 407, to_tag="c1")
+    challenge.set("Proxy-Authenticate", carrier.challenge("carrier.example", net.now))
+    net.send(challenge, TRUNK)
+    msgs = net.take(TRUNK)
+    assert [m.method for m in msgs] == ["ACK", "INVITE"]  # the 407 acknowledged, then the retry
+    retry = msgs[1]
+    assert retry.cseq == (2, "INVITE") and retry.call_id == first.call_id and retry.from_.tag == first.from_.tag
+    result = carrier.verify(retry.get("proxy-authorization"), "INVITE", str(retry.uri), "carrier.example",
+                            lambda user: creds, net.now)
+    assert result.outcome is AuthOutcome.OK
+    # A second challenge is not answered again, nor passed on: the caller hears 503.
+    again = make_response(retry, 407, to_tag="c2")
+    again.set("Proxy-Authenticate", carrier.challenge("carrier.example", net.now))
+    net.send(again, TRUNK)
+    final, = [m for m in net.take(ALICE) if m.status >= 200]
+    assert final.status == 503 and "trunk authentication" in final.reason
