@@ -103,6 +103,7 @@ class Runtime:
             identify=lambda *args: self._identify(*args),
             router=self._route, local=self.local_address, media_factory=media_factory,
             records=self.call_records, no_answer_timeout=s.calls.no_answer_timeout,
+            emergency_notify=self._emergency_notify,
         )
         self.endpoint = Endpoint(
             registrar=Registrar(self.bindings, RegistrarPolicy(
@@ -135,6 +136,9 @@ class Runtime:
         self.call_records.start()
 
         app = build_web_app(self)
+        from provisioning.api.framework import CONTEXT_KEY
+
+        self.api_context = app[CONTEXT_KEY]
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, s.api.host, s.api.port)
@@ -181,6 +185,34 @@ class Runtime:
         from routing.resolve import resolve
 
         return resolve(dialled, caller, self.directory.current, datetime.fromtimestamp(now, UTC))
+
+    def _emergency_notify(self, route, call) -> None:
+        """Tell the location's contact about an emergency call, by mail, off the call path."""
+        if not route.notify_email or getattr(self, "api_context", None) is None:
+            return
+        location = self.directory.current.location(route.location_id)
+        caller = route.caller_name or call.caller.get("device") or "unknown caller"
+        esa = route.esa or {}
+        address = ", ".join(str(esa[k]) for k in ("address1", "address2", "city", "state", "postalCode", "country")
+                            if esa.get(k))
+        body = (f"{caller} called {route.service_number} at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+                f"{f' from location {location.name}' if location else ''}.\n"
+                f"Callback number: {route.callback_number or 'none'}\n"
+                f"Emergency service address sent with the call: {address or 'none on record'}\n")
+        org_id = location.org_id if location else None
+
+        def send() -> None:
+            from provisioning.service import system_actor
+
+            actor = system_actor("emergency-call", org_id or "")
+            with self.api_context.unit_of_work(actor, org_id=org_id) as uow:
+                uow.mail(route.notify_email, f"Emergency call from {caller}", body)
+
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(send))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: (self._tasks.remove(t) if t in self._tasks else None,
+                                          t.cancelled() or t.exception() is None
+                                          or log.error("emergency notification failed: %s", t.exception())))
 
     def _relay_died(self, reason: str) -> None:
         # Calls in progress lose their media; new calls get 503 until the operator restarts.
