@@ -106,6 +106,19 @@ def add_trunk(store, name: str, host: str, port: int, transport: str = "UDP") ->
         return trunk.id
 
 
+def add_api_token(store, secret: str, role: str = "FULL_ADMIN") -> None:
+    """A bearer token for the API, as the owner would hand one out (POST /v1/tokens)."""
+    import hashlib
+
+    from provisioning.store import Organization, new_id
+    from provisioning.tables_access import ApiToken
+
+    with store.session() as session:
+        org = session.query(Organization).one()
+        session.add(ApiToken(id=new_id(), org_id=org.id, role=role, name=f"{role.lower()}@acme.test",
+                             secret_hash=hashlib.sha256(secret.encode()).hexdigest()))
+
+
 def update_location(store, name: str, **columns) -> None:
     from provisioning.store import Location
 
