@@ -1,15 +1,19 @@
-"""Read the store into routing's plain records (DirectoryData), for Directory.build.
+"""Reads the store into routing's plain records (DirectoryData), for Directory.build.
 
-Plain Core selects of the columns routing needs, not ORM objects: a directory of a million
-numbers loads in seconds this way, where materialising a million mapped objects would not.
-Auto attendants are read when their table exists (the IVR adds it).
+Plain Core selects over the columns routing needs, not ORM objects: a store of a million
+numbers loads in seconds, and one read transaction sees one consistent state. Strings that
+repeat on every row (location and owner ids) are shared, not copied per row, which keeps a
+million NumberRecords to about half the memory.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+import json
+from typing import Any
 
+from sqlalchemy import String, select, type_coerce
+
+from provisioning import tables_access, tables_ivr
 from provisioning.store import Device, Location, Number, Organization, Person, Store
-from provisioning.tables_access import Trunk
 from routing.records import (
     AutoAttendantRecord,
     DeviceRecord,
@@ -21,69 +25,99 @@ from routing.records import (
     TrunkRecord,
 )
 
+# Auto attendants arrived with the IVR tables; a checkout without them routes no attendants
+# rather than failing to start.
+_AutoAttendant = getattr(tables_ivr, "AutoAttendant", None)
+_Trunk = getattr(tables_access, "Trunk", None)
+
 
 def load_directory_data(store: Store) -> DirectoryData:
-    with store.session() as session:
-        orgs = [OrganizationRecord(*row) for row in session.execute(
-            select(Organization.id, Organization.name, Organization.country, Organization.sip_realm))]
-        owner_type: dict[str, str] = {}
-        people = []
-        for row in session.execute(select(
-                Person.id, Person.org_id, Person.location_id, Person.email, Person.first_name,
-                Person.last_name, Person.extension, Person.phone_number)):
-            people.append(PersonRecord(*row))
-            owner_type[row[0]] = "PERSON"
-        auto_attendants = _auto_attendants(session)
-        for aa in auto_attendants:
-            owner_type[aa.id] = "AUTO_ATTENDANT"
-        main_destinations = _main_destinations(session)
-        locations = []
-        for (lid, org_id, name, country, tz, prefix, outside, main, esa, contact, pstn,
-             trunk) in session.execute(select(
-                Location.id, Location.org_id, Location.name, Location.country, Location.time_zone,
-                Location.routing_prefix, Location.outside_dial_digit, Location.main_number,
-                Location.emergency_address, Location.contact, Location.pstn_type, Location.pstn_trunk)):
-            email = (contact or {}).get("email") if isinstance(contact, dict) else None
-            locations.append(LocationRecord(
-                id=lid, org_id=org_id, name=name, country=country.upper(), time_zone=tz,
-                routing_prefix=prefix, outside_dial_digit=outside, main_number=main,
-                main_destination=main_destinations.get(lid), emergency_address=esa or {},
-                contact_email=email, pstn_type=pstn.value if pstn is not None else None,
-                trunk_name=trunk))
-        devices = [DeviceRecord(*row) for row in session.execute(select(Device.sip_username, Device.person_id))]
-        numbers = [
-            NumberRecord(e164=e164, location_id=loc, state=state.value, owner_id=owner,
-                         owner_type=owner_type.get(owner) if owner else None, is_main=is_main,
-                         emergency_address=esa)
-            for e164, loc, state, owner, is_main, esa in session.execute(select(
-                Number.e164, Number.location_id, Number.state, Number.owner_id, Number.is_main,
-                Number.emergency_address))
-        ]
-        trunks = [
-            TrunkRecord(id=tid, org_id=org_id, name=name, host=host, port=port, transport=transport,
-                        register=register, username=username, realm=realm, ha1=ha1)
-            for tid, org_id, name, host, port, transport, register, username, realm, ha1 in session.execute(select(
-                Trunk.id, Trunk.org_id, Trunk.name, Trunk.host, Trunk.port, Trunk.transport,
-                Trunk.register, Trunk.username, Trunk.realm, Trunk.ha1))
-        ]
-    return DirectoryData(organizations=orgs, locations=locations, people=people, devices=devices,
-                         numbers=numbers, auto_attendants=auto_attendants, trunks=trunks)
+    with store.engine.connect() as conn:
+        # One transaction for every select: a change committed half-way through the read
+        # must not leave a person pointing at a location this snapshot has not seen.
+        with conn.begin():
+            return _read(conn)
 
 
-def _auto_attendants(session) -> list[AutoAttendantRecord]:
-    from provisioning import tables_ivr
+def _read(conn: Any) -> DirectoryData:
+    organizations = [
+        OrganizationRecord(id, name, country.upper(), realm)
+        for id, name, country, realm in conn.execute(
+            select(Organization.id, Organization.name, Organization.country, Organization.sip_realm))
+    ]
 
-    table = getattr(tables_ivr, "AutoAttendant", None)
-    if table is None:  # the IVR's tables are not there (yet): no auto attendants to route to
-        return []
-    return [AutoAttendantRecord(id=r.id, location_id=r.location_id, name=r.name,
-                                extension=getattr(r, "extension", None),
-                                phone_number=getattr(r, "phone_number", None))
-            for r in session.scalars(select(table))]
+    location_ids: dict[str, str] = {}
+    locations = []
+    for row in conn.execute(select(
+            Location.id, Location.org_id, Location.name, Location.country, Location.time_zone,
+            Location.routing_prefix, Location.outside_dial_digit, Location.main_number,
+            Location.main_destination_type, Location.main_destination_id, Location.emergency_address,
+            Location.contact, Location.pstn_type, Location.pstn_trunk)):
+        (id, org_id, name, country, tz, prefix, outside, main, dest_type, dest_id, esa, contact,
+         pstn_type, trunk) = row
+        location_ids[id] = id
+        locations.append(LocationRecord(
+            id=id, org_id=org_id, name=name, country=country.upper(), time_zone=tz,
+            routing_prefix=prefix or None, outside_dial_digit=outside or None, main_number=main or None,
+            main_destination=(dest_type, dest_id) if dest_type and dest_id else None,
+            emergency_address=_json(esa) or {}, contact_email=(_json(contact) or {}).get("email") or None,
+            pstn_type=str(pstn_type.value if hasattr(pstn_type, "value") else pstn_type) if pstn_type else None,
+            trunk_name=trunk or None))
+
+    person_ids: dict[str, str] = {}
+    people = []
+    for id, org_id, loc_id, email, first, last, ext, number in conn.execute(select(
+            Person.id, Person.org_id, Person.location_id, Person.email, Person.first_name,
+            Person.last_name, Person.extension, Person.phone_number)):
+        person_ids[id] = id
+        people.append(PersonRecord(id, org_id, location_ids.get(loc_id, loc_id), email, first, last,
+                                   ext or None, number or None))
+
+    devices = [DeviceRecord(username, person_ids.get(pid, pid)) for username, pid in conn.execute(
+        select(Device.sip_username, Device.person_id))]
+
+    numbers = _numbers(conn, location_ids, person_ids)
+
+    auto_attendants = []
+    if _AutoAttendant is not None:
+        aa = _AutoAttendant
+        for id, loc_id, name, ext, number, enabled in conn.execute(select(
+                aa.id, aa.location_id, aa.name, aa.extension, aa.phone_number, aa.enabled)):
+            auto_attendants.append(AutoAttendantRecord(id, location_ids.get(loc_id, loc_id), name, ext or None,
+                                                       number or None, bool(enabled)))
+
+    trunks = []
+    if _Trunk is not None:
+        t = _Trunk
+        for id, org_id, name, host, port, transport, register, username, realm, ha1 in conn.execute(select(
+                t.id, t.org_id, t.name, t.host, t.port, t.transport, t.register, t.username, t.realm, t.ha1)):
+            trunks.append(TrunkRecord(id, org_id, name, host, int(port or 5060), (transport or "UDP").upper(),
+                                      bool(register), username, realm, _json(ha1)))
+
+    return DirectoryData(organizations, locations, people, devices, numbers, auto_attendants, trunks)
 
 
-def _main_destinations(session) -> dict[str, tuple[str, str]]:
-    """Where each location's main number goes (PUT /v1/locations/{id}/mainNumber)."""
-    rows = session.execute(select(Location.id, Location.main_destination_type, Location.main_destination_id)
-                           .where(Location.main_destination_id.is_not(None)))
-    return {lid: (kind, ident) for lid, kind, ident in rows if kind}
+def _numbers(conn: Any, location_ids: dict[str, str], person_ids: dict[str, str]) -> list[NumberRecord]:
+    # The state column's enum type would build a NumberState per row; its stored text is
+    # what routing compares anyway, so it is read as text.
+    table = Number.__table__
+    query = select(table.c.e164, table.c.location_id, type_coerce(table.c.state, String), table.c.owner_id,
+                   table.c.is_main, table.c.emergency_address)
+    make = NumberRecord
+    loc_get, person_get = location_ids.get, person_ids.get
+    states = {"ACTIVE": "ACTIVE", "INACTIVE": "INACTIVE", "PORT_PENDING": "PORT_PENDING"}
+    out = []
+    append = out.append
+    for e164, loc_id, state, owner, is_main, esa in conn.execute(query):
+        append(make(e164, loc_get(loc_id, loc_id), states.get(state, state),
+                    person_get(owner, owner) if owner is not None else None,
+                    "PERSON" if owner is not None else None, bool(is_main),
+                    _json(esa) if esa is not None else None))
+    return out
+
+
+def _json(value: Any) -> Any:
+    """JSON columns come back decoded; a value stored as text by hand is decoded here."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return value

@@ -80,6 +80,7 @@ class AutoAttendantRecord:
     name: str
     extension: str | None = None
     phone_number: str | None = None
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)

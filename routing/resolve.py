@@ -41,6 +41,7 @@ NOT_ASSIGNED = Reject(404, "number not assigned")
 NOT_OURS = Reject(404, "number not in service here")
 NO_MAIN_DESTINATION = Reject(404, "main number has no destination")
 NOT_A_NUMBER = Reject(404, "not a number or an extension")
+AA_DISABLED = Reject(480, "auto attendant is disabled")
 NO_DEVICE = Reject(480, "no phone assigned to the person")
 
 def resolve(dialled: str, caller: DeviceCaller | TrunkCaller, directory: Directory, now: datetime) -> Route:
@@ -290,6 +291,8 @@ def _to_callee(callee: PersonRecord | AutoAttendantRecord, caller_id: CallerId, 
         if not usernames:
             return NO_DEVICE
         return RingPerson(callee.id, _display_name(callee), usernames, caller_id, dialled, callee.location_id)
+    if not callee.enabled:
+        return AA_DISABLED
     return RunAutoAttendant(callee.id, callee.location_id, callee.name, caller_id, dialled)
 
 
