@@ -1,4 +1,4 @@
-"""The ``callrouter`` command: serve, apply, demo.
+"""The ``callrouter`` command: serve, apply, import-people, demo.
 
 Operator mistakes (a bad settings file, a bad organisation file, an unreachable store) end
 in one line on stderr naming the file, line and key, and exit status 2; a traceback would
@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--config", metavar="FILE", help="settings file whose store.url to use")
     target.add_argument("--store", metavar="URL", help="store URL (sqlite:///path or postgresql://...)")
 
+    people = commands.add_parser("import-people", help="add people in bulk from a CSV file")
+    people.add_argument("file", metavar="FILE.csv", help="email,firstName,lastName,location[,extension,phoneNumber,"
+                                                         "sipUsername,password,deviceType]")
+    target = people.add_mutually_exclusive_group()
+    target.add_argument("--config", metavar="FILE", help="settings file whose store.url (and mail) to use")
+    target.add_argument("--store", metavar="URL", help="store URL (sqlite:///path or postgresql://...)")
+    people.add_argument("--organization", metavar="NAME", help="needed when the store holds several organisations")
+
     commands.add_parser("demo", help="run a scripted call end to end")
     return parser
 
@@ -67,6 +75,34 @@ def _apply(path: str, store_url: str) -> int:
     return 0
 
 
+def _import_people(path: str, settings: Settings, store_url: str, organization: str | None) -> int:
+    """Exit 0 when every row was added, 1 when some rows were reported and skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from provisioning.csvimport import CsvImportError, count_rows, import_people
+    from provisioning.mail import Mailer, SmtpConfig
+    from provisioning.service import Services
+
+    m = settings.mail
+    with Store.open(store_url) as store:
+        # Invitations are queued in the outbox; a running server with SMTP sends them.
+        smtp = SmtpConfig(m.smtp_host, m.smtp_port, m.sender, m.timeout) if m.smtp_host else None
+        services = Services(store, mailer=Mailer(store, smtp))
+        columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        try:
+            with Progress(*columns, transient=True) as progress:
+                task = progress.add_task("people", total=count_rows(path) or None)
+                report = import_people(services, path, organization=organization,
+                                       progress=lambda n: progress.advance(task, n))
+        except CsvImportError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+    for error in report.errors:
+        print(f"{path}: {error}", file=sys.stderr)
+    print(f"imported {path}: {report.added} added, {len(report.errors)} rows with errors")
+    return 1 if report.errors else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -80,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 url = Settings().store.url
             return _apply(args.file, url)
+        if args.command == "import-people":
+            settings = load_settings(args.config) if args.config else Settings()
+            return _import_people(args.file, settings, args.store or settings.store.url, args.organization)
         print("callrouter demo: not available yet", file=sys.stderr)
         return EXIT_USAGE
     except (ConfigError, OrgFileError, StoreError) as exc:

@@ -175,7 +175,8 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 
 
 def validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ApiError:
-    errors = [{"field": _field_of(prefix + tuple(e["loc"])), "message": e["msg"], "rule": e["type"]}
+    errors = [{"field": _field_of(prefix + tuple(e["loc"])), "message": e["msg"].removeprefix("Value error, "),
+               "rule": e["type"]}
               for e in exc.errors(include_url=False, include_input=False)]
     first = errors[0]
     return ApiError(422, "Invalid request", f"{first['field'] or 'body'}: {first['message']}",

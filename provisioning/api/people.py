@@ -76,9 +76,13 @@ class PeopleWriter:
         self.s = uow.session
         self.org = org
         self.locations = {row.id: row for row in self.s.scalars(select(Location).where(Location.org_id == org.id))}
-        self.emails: dict[str, str] = {}  # email -> person id (None-free: only known holders)
-        self.extensions: dict[tuple[str, str], str] = {}
+        # What prefetch() learnt: holders of e-mails and SIP usernames among those it looked up
+        # (an address looked up and absent is free, no need to ask again), extensions, numbers.
+        self.emails: dict[str, str] = {}
+        self.looked_up_emails: set[str] = set()
         self.usernames: set[str] = set()
+        self.looked_up_usernames: set[str] = set()
+        self.extensions: dict[tuple[str, str], str] = {}
         self.numbers: dict[str, Number] = {}
 
     def prefetch(self, specs: Sequence[PersonIn]) -> None:
@@ -86,12 +90,16 @@ class PeopleWriter:
         emails = [p.email for p in specs]
         for chunk in _chunks(emails):
             self.emails.update(self.s.execute(select(Person.email, Person.id).where(Person.email.in_(chunk))).all())
-        self.extensions.update({(loc, ext): pid for loc, ext, pid in self.s.execute(
-            select(Person.location_id, Person.extension, Person.id)
-            .where(Person.org_id == self.org.id, Person.extension.is_not(None)))})
+        self.looked_up_emails.update(emails)
+        extensions = sorted({p.extension for p in specs if p.extension})
+        for chunk in _chunks(extensions):
+            self.extensions.update({(loc, ext): pid for loc, ext, pid in self.s.execute(
+                select(Person.location_id, Person.extension, Person.id)
+                .where(Person.org_id == self.org.id, Person.extension.in_(chunk)))})
         names = [d.sip_username for p in specs for d in getattr(p, "devices", [])]
         for chunk in _chunks(names):
             self.usernames.update(self.s.scalars(select(Device.sip_username).where(Device.sip_username.in_(chunk))))
+        self.looked_up_usernames.update(names)
         wanted = []
         for p in specs:
             location = self.locations.get(p.location_id)
@@ -134,7 +142,7 @@ class PeopleWriter:
 
     def _check(self, spec: PersonFields, person_id: str | None, prefix: str) -> tuple[Location, Number | None]:
         holder = self.emails.get(spec.email)
-        if holder is None and spec.email not in self.emails:
+        if holder is None and spec.email not in self.looked_up_emails:
             holder = self.s.scalar(select(Person.id).where(Person.email == spec.email))
         if holder is not None and holder != person_id:
             raise ApiError(409, "E-mail taken", f"{spec.email} is already a person's address", field=prefix + "email",
@@ -152,8 +160,8 @@ class PeopleWriter:
         seen: set[str] = set()
         for i, device in enumerate(devices):
             name = device.sip_username
-            taken = name in self.usernames or name in seen or (
-                self.s.scalar(select(Device.id).where(Device.sip_username == name)) is not None)
+            taken = name in self.usernames or name in seen or (name not in self.looked_up_usernames and (
+                self.s.scalar(select(Device.id).where(Device.sip_username == name)) is not None))
             if taken:
                 raise ApiError(409, "SIP username taken", f"SIP username {name!r} is in use",
                                field=f"{prefix}devices.{i}.sipUsername", rule="sip-username-unique")
@@ -232,6 +240,7 @@ def invitation(org: Organization, location: Location, person: PersonOut) -> str:
 async def create_person(req: ApiRequest) -> PersonOut:
     with req.ctx.unit_of_work(req.actor) as uow:
         writer = PeopleWriter(uow, load_org(uow.session, req.org_id))
+        writer.prefetch([req.body])
         return writer.add(req.body)
 
 
@@ -271,7 +280,9 @@ async def put_person(req: ApiRequest) -> PersonOut:
     with req.ctx.unit_of_work(req.actor) as uow:
         person = get_person(uow.session, req.org_id, req.path["personId"])
         req.check_if_match(person_view(uow.session, person))
-        return PeopleWriter(uow, load_org(uow.session, req.org_id)).update(person, req.body)
+        writer = PeopleWriter(uow, load_org(uow.session, req.org_id))
+        writer.prefetch([req.body])
+        return writer.update(person, req.body)
 
 
 @route("DELETE", "/v1/people/{personId}", summary="Remove a person (their number becomes available)",
