@@ -250,30 +250,11 @@ class KeySpec(ActionSpec):
 
 class MenuSpec(Spec):
     greeting: GreetingKind = GreetingKind.DEFAULT
-    announcement_id: str | None = Field(default=None, max_length=36, validate_default=True,
-                                        description="the CUSTOM greeting")
-    greeting_text: str | None = Field(default=None, max_length=1000, validate_default=True,
+    announcement_id: str | None = Field(default=None, max_length=36, description="the CUSTOM greeting")
+    greeting_text: str | None = Field(default=None, max_length=1000,
                                       description="the TEXT greeting, spoken by text-to-speech")
     extension_enabled: bool = Field(default=True, description="callers may dial an extension directly")
     key_configurations: list[KeySpec] = Field(default_factory=list, max_length=12)
-
-    @field_validator("announcement_id")
-    @classmethod
-    def _announcement(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("greeting") is GreetingKind.CUSTOM and not value:
-            raise ValueError("a CUSTOM greeting needs announcementId")
-        if info.data.get("greeting") not in (GreetingKind.CUSTOM, None) and value:
-            raise ValueError("announcementId goes with greeting CUSTOM")
-        return value
-
-    @field_validator("greeting_text")
-    @classmethod
-    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("greeting") is GreetingKind.TEXT and not value:
-            raise ValueError("a TEXT greeting needs greetingText")
-        if info.data.get("greeting") not in (GreetingKind.TEXT, None) and value:
-            raise ValueError("greetingText goes with greeting TEXT")
-        return value
 
     @field_validator("key_configurations")
     @classmethod
@@ -343,6 +324,13 @@ def check_attendant(spec: AttendantSettings) -> None:
         if menu_id in ids[:i]:
             raise RuleError(422, f"submenus[{i}].id", "submenu-id-unique", f"submenu id {menu_id!r} is used twice")
     for where, menu in spec.menus():
+        for kind, name, value in ((GreetingKind.CUSTOM, "announcementId", menu.announcement_id),
+                                  (GreetingKind.TEXT, "greetingText", menu.greeting_text)):
+            if menu.greeting is kind and not value:
+                raise RuleError(422, f"{where}.{name}", "greeting-incomplete", f"a {kind} greeting needs {name}")
+            if menu.greeting is not kind and value:
+                raise RuleError(422, f"{where}.{name}", "greeting-incomplete",
+                                f"{name} goes with greeting {kind}, not {menu.greeting}")
         for j, key in enumerate(menu.key_configurations):
             if key.action is MenuAction.GO_TO_MENU and key.value not in ids:
                 raise RuleError(422, f"{where}.keyConfigurations[{j}].value", "submenu-not-found",
