@@ -12,7 +12,8 @@ cannot take every call down with it.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union
 
 from .dialplan import DialPlan, UnknownCountry, dial_plan
@@ -71,7 +72,11 @@ class Directory:
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
-    def build(cls, data: DirectoryData) -> Directory:
+    def build(cls, data: DirectoryData,
+              resolve_host: Callable[[str], Iterable[str]] | None = None) -> Directory:
+        """Index `data`. `resolve_host` (name -> addresses) lets a trunk configured by DNS
+        name be recognised by the address its requests come from; it is called here, while
+        building (off the event loop), never while routing."""
         d = cls()
         problems: list[str] = []
         d.organizations = {o.id: o for o in data.organizations}
@@ -145,7 +150,7 @@ class Directory:
         d.prefix_lengths = {org: tuple(sorted({len(p) for p in table}, reverse=True))
                             for org, table in d.prefixes.items()}
 
-        d._index_trunks(data.trunks, problems)
+        d._index_trunks(data.trunks, problems, resolve_host)
         d.problems = tuple(problems)
         return d
 
@@ -158,8 +163,10 @@ class Directory:
             return
         table[extension] = callee
 
-    def _index_trunks(self, trunks, problems: list[str]) -> None:
+    def _index_trunks(self, trunks: Iterable[TrunkRecord], problems: list[str],
+                      resolve_host: Callable[[str], Iterable[str]] | None) -> None:
         kept = []
+        hosts: dict[str, list[TrunkRecord]] = {}
         for trunk in trunks:
             if trunk.org_id not in self.organizations:
                 problems.append(f"trunk {trunk.name}: unknown organisation {trunk.org_id}")
@@ -168,18 +175,17 @@ class Directory:
             self.trunk_by_org_name[(trunk.org_id, trunk.name)] = trunk
             self.trunk_by_name.setdefault(trunk.name, trunk)
             self.trunks_by_id[trunk.id] = trunk
-            source = (trunk.host, trunk.port)
-            if source in self.trunk_by_source:
-                problems.append(f"trunk {trunk.name}: {trunk.host}:{trunk.port} is already trunk "
-                                f"{self.trunk_by_source[source].name}; calls from there are that one's")
-            else:
-                self.trunk_by_source[source] = trunk
+            for host in self._addresses(trunk, problems, resolve_host):
+                source = (host, trunk.port)
+                if source in self.trunk_by_source:
+                    problems.append(f"trunk {trunk.name}: {host}:{trunk.port} is already trunk "
+                                    f"{self.trunk_by_source[source].name}; calls from there are that one's")
+                else:
+                    self.trunk_by_source[source] = trunk
+                hosts.setdefault(host, []).append(trunk)
         self.trunks = tuple(kept)
         # A peer's requests often come from another port than the one we send to (TCP always
         # does): the host alone identifies the trunk, unless two trunks share that host.
-        hosts: dict[str, list[TrunkRecord]] = {}
-        for trunk in kept:
-            hosts.setdefault(trunk.host, []).append(trunk)
         self.trunk_by_host = {host: ts[0] for host, ts in hosts.items() if len(ts) == 1}
 
         for loc in self.locations.values():
@@ -200,6 +206,24 @@ class Directory:
                 self.trunk_plan[trunk.id] = dial_plan(self.trunk_country[trunk.id])
             except UnknownCountry as exc:
                 problems.append(f"trunk {trunk.name}: {exc}; only E.164 numbers from it are understood")
+
+    @staticmethod
+    def _addresses(trunk: TrunkRecord, problems: list[str],
+                   resolve_host: Callable[[str], Iterable[str]] | None) -> list[str]:
+        found = [trunk.host]
+        if resolve_host is None:
+            return found
+        try:
+            ipaddress.ip_address(trunk.host)
+            return found
+        except ValueError:
+            pass
+        try:
+            found.extend(a for a in resolve_host(trunk.host) if a != trunk.host)
+        except OSError as exc:
+            problems.append(f"trunk {trunk.name}: cannot resolve {trunk.host} ({exc}); "
+                            "calls from it are recognised only by that name")
+        return list(dict.fromkeys(found))
 
     # -- lookups -------------------------------------------------------------------------------
     def device(self, sip_username: str) -> DeviceRecord | None:

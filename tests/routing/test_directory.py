@@ -138,3 +138,23 @@ def test_person_known_only_by_its_phone_number_field():
     d = Directory.build(dataclasses.replace(data, numbers=numbers))
     assert resolve("+15125550101", TrunkCaller("gw-aus"), d, NOW).person_id == "p-alice"
     assert resolve("5125550101", DeviceCaller("bob"), d, NOW).person_id == "p-alice"
+
+
+def test_trunk_given_by_name_is_recognised_by_its_addresses():
+    lookups = []
+
+    def resolve_host(name):
+        lookups.append(name)
+        if name == "sbc.carrier.example":
+            return ["203.0.113.7", "2001:db8::7"]
+        raise OSError("Name or service not known")
+
+    data = acme()
+    extra = TrunkRecord("t-bad", "acme", "bad", "nowhere.invalid")
+    d = Directory.build(dataclasses.replace(data, trunks=[*data.trunks, extra]), resolve_host=resolve_host)
+    assert lookups == ["sbc.carrier.example", "nowhere.invalid"]  # IP literals are not looked up
+    assert d.trunk_for_source("203.0.113.7", 5060) == TRUNK_SYD
+    assert d.trunk_for_source("2001:db8::7", 33333) == TRUNK_SYD
+    assert d.trunk_for_source("sbc.carrier.example", 5060) == TRUNK_SYD
+    assert d.problems == ("trunk bad: cannot resolve nowhere.invalid (Name or service not known); "
+                          "calls from it are recognised only by that name",)
