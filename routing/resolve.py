@@ -44,6 +44,7 @@ NOT_A_NUMBER = Reject(404, "not a number or an extension")
 AA_DISABLED = Reject(480, "auto attendant is disabled")
 NO_DEVICE = Reject(480, "no phone assigned to the person")
 
+
 def resolve(dialled: str, caller: DeviceCaller | TrunkCaller, directory: Directory, now: datetime) -> Route:
     digits = dialled if dialled.isdigit() else dialled.translate(SEPARATORS)
     if isinstance(caller, DeviceCaller):
@@ -331,7 +332,7 @@ def _international(rest: str) -> Target | Reject:
         return Reject(404, "not a valid number") if rest else INCOMPLETE
     split = split_country_code(rest)
     if split is None:
-        return INCOMPLETE if len(rest) < 3 else Reject(404, f"no country has the calling code of +{rest}")
+        return INCOMPLETE if len(rest) < 3 else Reject(404, f"no country has the calling code of +{rest[:3]}")
     cc, nsn = split
     lengths = lengths_for(cc)
     if len(nsn) in lengths:
