@@ -145,8 +145,9 @@ class SessionDescription:
         if not any(line.startswith("t=") for line in self.after_connection):
             out.append("t=0 0")
         out.extend(f"a={a}" for a in self.attributes)
-        # Media carry their effective direction, so the session-level one is not repeated.
-        for m in self.media:
+        if self.direction is not None:
+            out.append(f"a={self.direction}")
+        for m in self.media:  # each also states its effective direction
             out.extend(m.lines())
         return ("\r\n".join(out) + "\r\n").encode("utf-8", "surrogateescape")
 
@@ -236,6 +237,8 @@ def parse(data: bytes | str) -> SessionDescription:
                 raise SdpError(f"line {number}: {kind}= is not allowed in a media section")
     if origin is None:
         raise SdpError("no o= (origin) line")
+    if not any(line.startswith("t=") for line in sdp.after_connection):
+        sdp.after_connection.append("t=0 0")  # mandatory; some phones leave it out
     for index, m in enumerate(sdp.media):
         m.direction = explicit_direction.get(index, sdp.direction or "sendrecv")
         if m.active and m.is_rtp and sdp.media_connection(m) is None:
@@ -402,8 +405,7 @@ class Negotiated:
     media_index: int                  # which m= line
 
 
-def check_answer(offer: SessionDescription, answer: SessionDescription) -> None:
-    """Raise `SdpError` unless `answer` is a valid RFC 3264 answer to `offer`."""
+def _check_streams(offer: SessionDescription, answer: SessionDescription) -> None:
     if len(answer.media) != len(offer.media):
         raise SdpError(f"answer has {len(answer.media)} m= lines, the offer had {len(offer.media)}")
     for index, (o, a) in enumerate(zip(offer.media, answer.media), start=1):
@@ -411,6 +413,13 @@ def check_answer(offer: SessionDescription, answer: SessionDescription) -> None:
             raise SdpError(f"m= line {index}: answer is {a.kind}, the offer was {o.kind}")
         if a.active and not o.active:
             raise SdpError(f"m= line {index}: answer accepts a stream the offer rejected")
+
+
+def check_answer(offer: SessionDescription, answer: SessionDescription) -> None:
+    """Raise `SdpError` unless `answer` is a valid RFC 3264 answer to `offer`: as many m=
+    lines of the same kinds, nothing accepted that was rejected, no format not offered."""
+    _check_streams(offer, answer)
+    for index, (o, a) in enumerate(zip(offer.media, answer.media), start=1):
         if not a.active or not a.is_rtp:
             continue
         offer_te = any(_is_telephone_event(o, pt) for pt in o.formats)
@@ -437,14 +446,17 @@ def answer_matches_offer(offer: SessionDescription, answer: SessionDescription) 
 def negotiate(offer: SessionDescription, answer: SessionDescription) -> Negotiated:
     """The codec and telephone-event payload types an answer settles on.
 
-    Raises `SdpError` for an answer that does not fit the offer, `NoCommonCodec` when the
-    answer leaves no supported audio codec.
+    Raises `SdpError` for an answer whose streams do not match the offer's, `NoCommonCodec`
+    when it accepts no offered PCMU/PCMA audio. Formats the answer adds that were never
+    offered (a phone's harmless sloppiness) are ignored rather than failing the call;
+    `check_answer` is the strict test.
     """
-    check_answer(offer, answer)
+    _check_streams(offer, answer)
     for index, (o, a) in enumerate(zip(offer.media, answer.media)):
         if not (a.kind == "audio" and a.active and a.is_rtp):
             continue
-        codec_pt = next((pt for pt in a.formats if _supported_audio(a, pt)), None)
+        offered = {_codec_key(o, pt) for pt in o.formats}
+        codec_pt = next((pt for pt in a.formats if _supported_audio(a, pt) and _codec_key(a, pt) in offered), None)
         if codec_pt is None:
             continue
         name, clock = _codec_key(a, codec_pt)
