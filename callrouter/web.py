@@ -98,6 +98,9 @@ def build_api_context(runtime: "Runtime"):
             if s.mail.smtp_host else None)
     events = getattr(runtime, "events", None) or EventBus()
     ctx = ApiContext(runtime.store, events=events, mailer=Mailer(runtime.store, smtp), settings=s)
+    from ivr.prompts import convert_upload  # provisioning may not import ivr; the wiring hands it over
+
+    ctx.audio_converter = convert_upload
     if s.carrier.simulator is not None:
         from provisioning.simulated_carrier import carrier_from_settings
 
@@ -122,9 +125,9 @@ async def _stop_api(app: web.Application) -> None:
 
 def build_web_app(runtime: "Runtime") -> web.Application:
     from provisioning.api.app import create_api_app
-    from provisioning.api.framework import MAX_BODY
+    from provisioning.api.framework import HANDLER_ARGS, MAX_BODY
 
-    app = web.Application(client_max_size=MAX_BODY + 4096)
+    app = web.Application(client_max_size=MAX_BODY + 4096, handler_args=HANDLER_ARGS)
     if runtime.store is not None:
         create_api_app(build_api_context(runtime), app)
         app.on_startup.append(_start_api)

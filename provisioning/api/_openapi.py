@@ -127,9 +127,13 @@ def build_openapi(operations: list[Operation], *, title: str = "callrouter provi
         if op.cache:
             responses["304"] = {"description": "Not modified (If-None-Match matched the ETag)"}
         for status in _errors_for(op):
+            content: dict[str, Any] = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            if status == 400:
+                # HTTP that cannot be parsed at all (a request line over 64 KiB, broken framing) is
+                # answered by the HTTP layer before the API sees it, in plain text.
+                content["text/plain"] = {"schema": {"type": "string"}}
             responses[str(status)] = {"description": op.responses.get(status, _REASONS.get(status, "Error")),
-                                      "content": {"application/problem+json": {
-                                          "schema": {"$ref": "#/components/schemas/Problem"}}}}
+                                      "content": content}
         entry["responses"] = responses
         paths.setdefault(op.path, {})[op.method.lower()] = entry
 

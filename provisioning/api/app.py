@@ -50,7 +50,8 @@ OPENAPI_KEY = web.AppKey("openapi", bytes)
 def create_api_app(ctx: ApiContext, app: web.Application | None = None) -> web.Application:
     """Serve the API from ``app`` (a new application when None) with ``ctx`` behind it."""
     load_resources()
-    app = app if app is not None else web.Application(client_max_size=framework.MAX_BODY + 4096)
+    app = app if app is not None else web.Application(client_max_size=framework.MAX_BODY + 4096,
+                                                      handler_args=framework.HANDLER_ARGS)
     app.middlewares.append(problem_middleware)
     app[CONTEXT_KEY] = ctx
     operations = [op for op in framework.ROUTES if _wanted(op, ctx)]

@@ -69,6 +69,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar, get_args, get_origin
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiMapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -102,6 +103,8 @@ PROBLEM_JSON = "application/problem+json"
 ALL_ROLES = WRITE_ROLES | READ_ROLES
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_BODY = 1 << 20
+# aiohttp's defaults (8 KiB) refuse long query strings before any middleware runs, as text/plain.
+HANDLER_ARGS = {"max_line_size": 65536, "max_field_size": 65536}
 CACHE_ENTRIES = 512
 
 
@@ -614,6 +617,10 @@ async def problem_middleware(request: web.Request, handler: Callable[[web.Reques
         detail = {404: f"no such path: {request.path}",
                   405: f"{request.method} is not allowed on {request.path}"}.get(exc.status, exc.reason)
         return problem_response(ApiError(exc.status, exc.reason, detail, headers=headers), request.path)
+    except HttpProcessingError as exc:
+        # Malformed framing inside the body (a broken multipart part, a bad chunk).
+        return problem_response(ApiError(400, "Malformed request", f"the request body cannot be parsed: "
+                                         f"{exc.message}"[:300], rule="malformed-request"), request.path)
     except IntegrityError as exc:
         log.info("conflict on %s %s: %s", request.method, request.path, exc.orig)
         return problem_response(ApiError(409, "Conflict", "the change conflicts with existing data "
