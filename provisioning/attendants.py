@@ -38,7 +38,8 @@ from provisioning.tables_ivr import (
 __all__ = [
     "ActionSpec", "AttendantSettings", "DialingScope", "GreetingKind", "HolidaySpec", "KeySpec", "MenuAction",
     "MenuSpec", "RuleError", "ScheduleSpec", "ScheduleType", "SubmenuSpec", "TimeSpan", "WeeklyHoursSpec",
-    "announcement_users", "attendant_document", "resolve_attendant", "schedule_users", "store_attendant",
+    "announcement_users", "attendant_document", "check_attendant", "resolve_attendant", "schedule_document",
+    "schedule_users", "store_attendant",
 ]
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -351,7 +352,7 @@ class ResolvedAttendant:
     announcement_ids: set[str]
 
 
-def _e164(text: str, country: str) -> str:
+def parse_e164(text: str, country: str) -> str:
     try:
         parsed = phonenumbers.parse(text, country)
     except phonenumbers.NumberParseException:
@@ -381,7 +382,7 @@ def resolve_attendant(session: Session, location: Location, spec: AttendantSetti
 
     phone = None
     if spec.phone_number is not None:
-        phone = _e164(spec.phone_number, location.country)
+        phone = parse_e164(spec.phone_number, location.country)
         number = session.get(Number, phone)
         if number is None or number.location_id != location.id:
             raise RuleError(422, "phoneNumber", "number-not-in-location", f"{phone} is not one of {location.name}'s numbers")
@@ -427,19 +428,42 @@ def resolve_attendant(session: Session, location: Location, spec: AttendantSetti
     )
 
 
-def store_attendant(session: Session, row: AutoAttendant, spec: AttendantSettings, resolved: ResolvedAttendant) -> None:
-    """Write a checked spec into ``row`` (new or existing) and its announcement links."""
-    row.name, row.enabled, row.language = spec.name, spec.enabled, spec.language
-    row.phone_number, row.extension = resolved.phone_number, spec.extension
-    row.business_schedule_id, row.holiday_schedule_id = resolved.business_schedule_id, resolved.holiday_schedule_id
-    row.extension_dialing, row.name_dialing = spec.extension_dialing, spec.name_dialing
-    row.config = spec.model_dump(by_alias=True, mode="json", include=CONFIG_FIELDS, exclude_none=True)
+def store_attendant(session: Session, row: AutoAttendant, spec: AttendantSettings, resolved: ResolvedAttendant) -> bool:
+    """Write a checked spec into ``row`` (new or existing) and its announcement links.
+
+    Returns whether anything changed; an unchanged attendant is not written at all, so that
+    re-applying an organisation file leaves the store (and its generation) alone.
+    """
+    values = {
+        "name": spec.name, "enabled": spec.enabled, "language": spec.language,
+        "phone_number": resolved.phone_number, "extension": spec.extension,
+        "business_schedule_id": resolved.business_schedule_id, "holiday_schedule_id": resolved.holiday_schedule_id,
+        "extension_dialing": spec.extension_dialing, "name_dialing": spec.name_dialing,
+        "config": spec.model_dump(by_alias=True, mode="json", include=CONFIG_FIELDS, exclude_none=True),
+    }
+    links = AutoAttendantAnnouncement
+    current = set(session.scalars(select(links.announcement_id).where(links.attendant_id == row.id))) if row.id else set()
+    if row.id is not None and current == resolved.announcement_ids and all(
+            getattr(row, name) == value for name, value in values.items()):
+        return False
+    for name, value in values.items():
+        setattr(row, name, value)
     if row.id is None:
         session.add(row)
     session.flush()
-    session.execute(delete(AutoAttendantAnnouncement).where(AutoAttendantAnnouncement.attendant_id == row.id))
-    session.add_all(AutoAttendantAnnouncement(attendant_id=row.id, announcement_id=a)
-                    for a in sorted(resolved.announcement_ids))
+    gone = current - resolved.announcement_ids
+    if gone:
+        session.execute(delete(links).where(links.attendant_id == row.id, links.announcement_id.in_(gone)))
+    session.add_all(links(attendant_id=row.id, announcement_id=a) for a in sorted(resolved.announcement_ids - current))
+    session.flush()
+    return True
+
+
+def schedule_document(row: Schedule) -> dict[str, Any]:
+    """The schedule as the API shows it (and as change events carry it)."""
+    spec = ScheduleSpec.model_validate({"name": row.name, "type": row.type, "hours": row.hours,
+                                        "holidays": row.holidays})
+    return {"id": row.id, "locationId": row.location_id, **spec.model_dump(by_alias=True, mode="json")}
 
 
 def attendant_document(session: Session, row: AutoAttendant) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from provisioning.audit import snapshot
 from provisioning.digest import ha1_all
 from provisioning.models import NO_CALLING_PLAN
+from provisioning.orgfile_ivr import AttendantEntry, ScheduleEntry, apply_ivr, check_ivr
 from provisioning.service import Services, UnitOfWork, system_actor
 from provisioning.store import (
     Device,
@@ -212,6 +213,8 @@ class OrgFile(_Spec):
     trunks: list[TrunkSpec] = Field(default_factory=list)
     locations: list[LocationSpec] = Field(default_factory=list)
     people: list[PersonSpec] = Field(default_factory=list)
+    schedules: list[ScheduleEntry] = Field(default_factory=list)
+    auto_attendants: list[AttendantEntry] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,7 @@ def _check(doc: YamlDocument) -> _Plan:
                 raise plan.error(device_loc, f"SIP username {device.sip_username!r} is already used at line {line}")
             usernames[device.sip_username] = device_loc
         plan.people.append(_PersonPlan(loc, person, number))
+    check_ivr(plan)
     return plan
 
 
@@ -458,6 +462,9 @@ class _Applier:
         self._devices(org, people)
         self.session.flush()
         self._publish()
+        created, updated, unchanged = apply_ivr(self.uow, self.plan, org, locations)
+        self.created, self.updated, self.unchanged = (
+            self.created + created, self.updated + updated, self.unchanged + unchanged)
         return ApplySummary(self.created, self.updated, self.unchanged)
 
     def _trunks(self, org: Organization) -> None:

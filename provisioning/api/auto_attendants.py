@@ -105,9 +105,10 @@ async def replace_auto_attendant(req: ApiRequest) -> AutoAttendantOut:
             resolved = resolve_attendant(uow.session, location, body, current_id=row.id)
         except RuleError as error:
             raise api_error(error) from None
-        store_attendant(uow.session, row, body, resolved)
+        changed = store_attendant(uow.session, row, body, resolved)
         view = _view(uow.session, row)
-        uow.change("autoAttendant", row.id, "updated", _snapshot(before), _snapshot(view))
+        if changed:
+            uow.change("autoAttendant", row.id, "updated", _snapshot(before), _snapshot(view))
     return view
 
 

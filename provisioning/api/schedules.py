@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisioning.api.framework import ApiError, ApiRequest, Page, PageQuery, WRITE_ROLES, route
-from provisioning.attendants import RuleError, ScheduleSpec, schedule_users
+from provisioning.attendants import RuleError, ScheduleSpec, schedule_document, schedule_users
 from provisioning.store import Location
 from provisioning.tables_ivr import Schedule, ScheduleType
 
@@ -49,10 +49,7 @@ class ScheduleQuery(PageQuery):
 
 
 def _view(session: Session, row: Schedule) -> ScheduleOut:
-    return ScheduleOut.model_validate({
-        "id": row.id, "locationId": row.location_id, "name": row.name, "type": row.type,
-        "hours": row.hours, "holidays": row.holidays, "usedBy": schedule_users(session, row.id),
-    })
+    return ScheduleOut.model_validate({**schedule_document(row), "usedBy": schedule_users(session, row.id)})
 
 
 def _snapshot(view: ScheduleOut) -> dict[str, Any]:
