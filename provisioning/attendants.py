@@ -38,7 +38,7 @@ from provisioning.tables_ivr import (
 __all__ = [
     "ActionSpec", "AttendantSettings", "DialingScope", "GreetingKind", "HolidaySpec", "KeySpec", "MenuAction",
     "MenuSpec", "RuleError", "ScheduleSpec", "ScheduleType", "SubmenuSpec", "TimeSpan", "WeeklyHoursSpec",
-    "announcement_users", "attendant_document", "check_attendant", "resolve_attendant", "schedule_document",
+    "announcement_users", "attendant_document", "attendant_holding", "check_attendant", "resolve_attendant", "schedule_document",
     "schedule_users", "store_attendant",
 ]
 
@@ -480,6 +480,21 @@ def attendant_document(session: Session, row: AutoAttendant) -> dict[str, Any]:
     return {"id": row.id, "locationId": row.location_id,
             **settings.model_dump(by_alias=True, mode="json", exclude_none=True),
             "businessScheduleId": row.business_schedule_id, "holidayScheduleId": row.holiday_schedule_id}
+
+
+def attendant_holding(session: Session, location_id: str, *, extension: str | None = None,
+                      phone_number: str | None = None) -> str | None:
+    """The name of the auto attendant that has this extension (in the location) or number, if any.
+
+    For the people API and the org file's people: an extension or number an attendant answers
+    is not free for a person.
+    """
+    query = select(AutoAttendant.name)
+    if extension is not None:
+        return session.scalar(query.where(AutoAttendant.location_id == location_id, AutoAttendant.extension == extension))
+    if phone_number is not None:
+        return session.scalar(query.where(AutoAttendant.phone_number == phone_number))
+    return None
 
 
 def schedule_users(session: Session, schedule_id: str) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 from ivr.attendant import build_attendant
 from ivr.menu import DirectorySnapshot, Play, PromptKind, PromptRef, StopPlayback, TargetKind, Transfer
 from ivr.menu import MenuAction as EngineAction
-from provisioning.attendants import MenuAction
+from provisioning.attendants import MenuAction, attendant_holding
 from tests.provisioning.api.ivr_world import (  # noqa: F401
     AUSTIN_ALICE,
     AUSTIN_FREE,
@@ -170,6 +170,11 @@ async def test_uniqueness_roles_and_organisations(ivr_world: IvrWorld) -> None:
     austin = w.org.locations["Austin"]
     await schedules(w)
     first = await w.call("POST", "/v1/autoAttendants", json=attendant(austin), expect=201)
+    with w.store.session() as s:  # what the people side asks before giving out an extension or number
+        assert attendant_holding(s, austin, extension="2000") == "Main menu"
+        assert attendant_holding(s, austin, phone_number=AUSTIN_MAIN) == "Main menu"
+        assert attendant_holding(s, w.org.locations["Boston"], extension="2000") is None
+        assert attendant_holding(s, austin, phone_number=AUSTIN_FREE) is None
     await w.problem("POST", "/v1/autoAttendants", 409, "attendant-name-taken", "name",
                     json=attendant(austin, phoneNumber=AUSTIN_FREE, extension="2009"))
     await w.problem("POST", "/v1/autoAttendants", 409, "number-in-use", "phoneNumber",
