@@ -20,7 +20,7 @@ Latching (symmetric RTP), per leg:
   effect with its first packet); `update` with no address (hold with c=0.0.0.0, rejected
   stream) stops media towards the leg, while latching from it goes on.
 - RTCP latches separately on the odd port, to its first valid source; that latch is cleared
-  whenever the leg's RTP latch changes or `update` changes the address. Until latched,
+  whenever the leg's RTP latch changes or `update` changes the address or the RTCP address. Until latched,
   RTCP goes to the given RTCP address, else to the RTP address's port + 1.
 Datagrams that are not RTP/RTCP version 2 (or too short) are dropped and never latch.
 """
@@ -298,6 +298,8 @@ class Relay:
         else:
             if remote != leg.remote:
                 leg.rtp.latched = leg.rtcp.latched = None
+            elif rtcp != leg.rtcp_remote:
+                leg.rtcp.latched = None
             leg.send = True
             leg.remote = remote
             leg.rtcp_remote = rtcp

@@ -21,6 +21,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -277,7 +278,9 @@ class MediaRelay:
             except BlockingIOError:
                 await self._loop.sock_sendall(self._sock, json.dumps(request).encode())
             except OSError as exc:
-                self._close(f"control channel failed: {exc}")
+                self._pending.pop(rid, None)
+                future.cancel()
+                self._close(self._exit_reason(f"control channel failed ({exc.strerror})"))
                 raise RelayDied(f"media relay unavailable: {self._dead}") from None
             try:
                 reply = await asyncio.wait_for(future, self.timeout)
@@ -303,8 +306,7 @@ class MediaRelay:
                 data = b""
                 log.error("relay control socket: %s", exc)
             if not data:
-                code = self._process.poll() if self._process else None
-                self._close("relay process exited" + (f" with status {code}" if code is not None else ""))
+                self._close(self._exit_reason("relay process closed its control channel"))
                 return
             try:
                 reply = json.loads(data)
@@ -315,6 +317,17 @@ class MediaRelay:
             future = self._pending.get(rid)
             if future is not None and not future.done():
                 future.set_result(reply)
+
+    def _exit_reason(self, otherwise: str) -> str:
+        code = self._process.poll() if self._process is not None else None
+        if code is None:
+            return otherwise
+        if code < 0:
+            try:
+                return f"relay process exited: killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"relay process exited: killed by signal {-code}"
+        return f"relay process exited with status {code}"
 
     def _close(self, reason: str) -> None:
         if self._dead is not None:
