@@ -16,7 +16,7 @@ log = logging.getLogger("callrouter.media")
 
 
 class RelayPool:
-    def __init__(self, relay: MediaRelay, spare: int = 16):
+    def __init__(self, relay: MediaRelay, spare: int = 64):
         self.relay = relay
         self.address = relay.advertise
         self.spare = spare
@@ -70,9 +70,17 @@ class RelayPool:
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
 
     async def _refill(self) -> None:
+        # Everything missing is asked for at once (the control channel carries many requests
+        # in flight): one round trip refills the pool after a burst of INVITEs, which one
+        # request at a time could not keep up with.
         while len(self._ready) < self.spare:
-            try:
-                self._ready.append(await self.relay.allocate("spare"))
-            except RelayError as exc:
-                log.warning("cannot allocate relay ports ahead: %s", exc)
+            results = await asyncio.gather(*(self.relay.allocate("spare")
+                                             for _ in range(self.spare - len(self._ready))),
+                                           return_exceptions=True)
+            self._ready.extend(r for r in results if isinstance(r, RelaySession))
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                if not isinstance(failures[0], RelayError):
+                    raise failures[0]
+                log.warning("cannot allocate relay ports ahead: %s", failures[0])
                 return

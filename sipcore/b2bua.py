@@ -218,7 +218,10 @@ class B2BUA:
         call.delayed_offer = not has_sdp
         b_body = b""
         if self.media_factory is not None:
-            call.media = self.media_factory(call.id)
+            try:
+                call.media = self.media_factory(call.id)
+            except MediaError as exc:  # no relay ports: a clear 503, not a dropped INVITE
+                return self._refuse(call, exc.status, None, exc.reason, now)
             if has_sdp:
                 try:
                     b_body = call.media.offer("a", req.body)
