@@ -593,3 +593,26 @@ def rtp_destination(sdp: SessionDescription) -> tuple[str, int] | None:
     if not host or host in HOLD_ADDRESSES:
         return None
     return host, m.port
+
+
+def rtcp_destination(sdp: SessionDescription) -> tuple[str, int] | None:
+    """Where the sender wants RTCP when it says so with a=rtcp (RFC 3605), else None (then
+    it is the RTP port + 1, which the relay assumes by itself)."""
+    m = sdp.first_audio()
+    if m is None:
+        return None
+    for attribute in m.attributes:
+        name, _, value = attribute.partition(":")
+        if name != "rtcp":
+            continue
+        parts = value.split()
+        if not parts or not parts[0].isdigit() or not 0 < int(parts[0]) <= 65535:
+            return None
+        host = parts[3] if len(parts) == 4 and parts[1] == "IN" else None
+        if host is None:
+            rtp = rtp_destination(sdp)
+            if rtp is None:
+                return None
+            host = rtp[0]
+        return host, int(parts[0])
+    return None

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from sipcore.sdp import (
     LegOrigin, NoCommonCodec, SdpError, SessionDescription, check_answer, answer_matches_offer,
-    filter_offer, is_hold, make_answer, negotiate, parse, rewrite_for_relay, rtp_destination,
+    filter_offer, is_hold, make_answer, negotiate, parse, rewrite_for_relay, rtcp_destination,
+    rtp_destination,
 )
 
 # A desk phone's offer: G.722 first, G.729 with fmtp, G.711 both laws, events, RTCP port.
@@ -323,3 +324,11 @@ def test_session_description_parse_classmethod_and_copy_are_independent():
     copy.media[0].formats.append(3)
     copy.media[0].attributes.clear()
     assert sdp.media[0].formats == [9, 0, 8, 18, 101] and sdp.media[0].attributes == ["rtcp:11781"]
+
+
+def test_rtcp_destination_from_a_rtcp():
+    assert rtcp_destination(parse(DESK_PHONE)) == ("192.168.1.20", 11781)
+    assert rtcp_destination(parse(DESK_PHONE.replace("a=rtcp:11781", "a=rtcp:9000 IN IP4 192.0.2.33"))) == (
+        "192.0.2.33", 9000)
+    assert rtcp_destination(parse(ANSWER)) is None          # none given: RTP port + 1
+    assert rtcp_destination(parse(DESK_PHONE.replace("a=rtcp:11781", "a=rtcp:x"))) is None
