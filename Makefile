@@ -34,6 +34,7 @@ test: $(STAMP) debian-test-deps
 bench: $(STAMP) debian-bench-deps
 	$(PY) bench/parse.py
 	$(PY) bench/register.py
+	$(PY) bench/calls.py
 
 clean:
 	rm -rf $(VENV) var
