@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from provisioning import audit
+from provisioning.api._views import number_view, person_view, view
 from provisioning.api.framework import (
     ApiContext,
     ApiError,
@@ -94,17 +94,17 @@ def add_numbers(uow: UnitOfWork, location: Location, numbers: list[str], state: 
         row = Number(e164=e164, location_id=location.id, state=state, is_main=False)
         uow.session.add(row)
         uow.session.flush()
-        uow.change("number", e164, "created", None, audit.snapshot(row))
+        uow.change("number", e164, "created", None, number_view(row, location))
 
 
 def set_number_state(uow: UnitOfWork, numbers: list[str], frm: NumberState, to: NumberState) -> list[str]:
     """Move numbers from one state to another (e.g. INACTIVE to ACTIVE), publishing each change."""
     changed = []
     for row in uow.session.scalars(select(Number).where(Number.e164.in_(numbers), Number.state == frm)):
-        before = audit.snapshot(row)
+        before = number_view(row, row.location)
         row.state = to
         uow.session.flush()
-        uow.change("number", row.e164, "updated", before, audit.snapshot(row))
+        uow.change("number", row.e164, "updated", before, number_view(row, row.location))
         changed.append(row.e164)
     return changed
 
@@ -113,12 +113,12 @@ def remove_numbers(uow: UnitOfWork, numbers: list[str]) -> None:
     """Delete numbers; a person holding one loses it (their phoneNumber is cleared too)."""
     rows = list(uow.session.scalars(select(Number).where(Number.e164.in_(numbers))))
     for person in uow.session.scalars(select(Person).where(Person.phone_number.in_(numbers))):
-        before = audit.snapshot(person)
+        before = view(person_view(uow.session, person))
         person.phone_number = None
         uow.session.flush()
-        uow.change("person", person.id, "updated", before, audit.snapshot(person))
+        uow.change("person", person.id, "updated", before, view(person_view(uow.session, person)))
     for row in rows:
-        before = audit.snapshot(row)
+        before = number_view(row, row.location)
         uow.session.delete(row)
         uow.session.flush()
         uow.change("number", row.e164, "deleted", before, None)
