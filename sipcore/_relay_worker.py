@@ -127,6 +127,8 @@ class Relay:
         self.next_id = 1
         self.epoll = select.epoll()
         self.epoll.register(control.fileno(), select.EPOLLIN)
+        self.replies: deque[bytes] = deque()   # waiting for room in the control socket
+        self.waiting_for_room = False
         self.running = True
 
     # --- the hot loop ---------------------------------------------------------------
@@ -148,6 +150,8 @@ class Relay:
                 port = ports.get(fd)
                 if port is None:
                     if fd == control_fd:
+                        if self.replies:
+                            self.flush_replies()
                         self.handle_control()
                     continue
                 try:
@@ -213,11 +217,28 @@ class Relay:
                 reply = {"error": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             if isinstance(request, dict) and "id" in request:
                 reply["id"] = request["id"]
+            self.replies.append(json.dumps(reply).encode())
+            self.flush_replies()
+
+    def flush_replies(self) -> None:
+        """Send queued replies; if the parent is slow to read, wait for room without
+        blocking the media loop."""
+        replies = self.replies
+        while replies:
             try:
-                self.control.send(json.dumps(reply).encode())
-            except OSError:
-                self.running = False
+                self.control.send(replies[0])
+            except BlockingIOError:
+                if not self.waiting_for_room:
+                    self.waiting_for_room = True
+                    self.epoll.modify(self.control.fileno(), select.EPOLLIN | select.EPOLLOUT)
                 return
+            except OSError:
+                self.running = False  # the parent is gone
+                return
+            replies.popleft()
+        if self.waiting_for_room:
+            self.waiting_for_room = False
+            self.epoll.modify(self.control.fileno(), select.EPOLLIN)
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(self.family, socket.SOCK_DGRAM)

@@ -9,13 +9,16 @@ import asyncio
 import errno
 import os
 import random
+import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from sipcore.relay import MediaRelay, RelayDied, RelayError, RelayFull
+from sipcore.relay import WORKER, MediaRelay, RelayDied, RelayError, RelayFull
 from sipcore.rtp import RtpPacket
 
 HOST = "127.0.0.1"
@@ -332,3 +335,30 @@ async def test_bad_arguments_are_refused(relay):
     await relay.update(s.id, "a", ("localhost", 4000))   # SDP may name a host: resolved here
     assert (await relay.stats(s.id)).a.remote == ("127.0.0.1", 4000)
     assert (await relay.ping())["sessions"] == 1
+
+
+def test_replies_wait_for_a_slow_reader_instead_of_ending_the_relay():
+    """Thousands of requests in flight, none read until the end: the relay process queues
+    its replies until the control socket has room, and answers every one."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    base = port_base(40)
+    proc = subprocess.Popen([sys.executable, "-I", str(WORKER), str(theirs.fileno()), HOST, str(base),
+                             str(base + 39), "1.0"], pass_fds=(theirs.fileno(),))
+    theirs.close()
+    try:
+        mine.settimeout(5)
+        assert json.loads(mine.recv(4096))["ready"]
+        count = 3000
+        for i in range(count):
+            mine.send(json.dumps({"op": "ping", "id": i}).encode())
+        time.sleep(0.3)      # let the relay hit a full socket
+        assert proc.poll() is None
+        ids = [json.loads(mine.recv(4096))["id"] for _ in range(count)]
+        assert ids == list(range(count))
+        mine.send(json.dumps({"op": "nonsense", "id": "x"}).encode())
+        assert json.loads(mine.recv(4096)) == {"error": "bad-request", "reason": "unknown op 'nonsense'", "id": "x"}
+        mine.send(b"not json")
+        assert json.loads(mine.recv(4096))["error"] == "failed"
+    finally:
+        mine.close()      # the relay exits when its parent's end closes
+        assert proc.wait(timeout=5) == 0
