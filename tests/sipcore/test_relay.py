@@ -362,3 +362,40 @@ def test_replies_wait_for_a_slow_reader_instead_of_ending_the_relay():
     finally:
         mine.close()      # the relay exits when its parent's end closes
         assert proc.wait(timeout=5) == 0
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_relays_over_ipv6():
+    base = port_base(40)
+    r = MediaRelay("::1", base, base + 39)
+    await r.start()
+    a = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        a.bind(("::1", 0))
+        b.bind(("::1", 0))
+        b.settimeout(2)
+        s = await r.allocate("v6")
+        await r.update(s.id, "b", ("::1", b.getsockname()[1]))
+        packet = RtpPacket(payload_type=8, payload=b"\xd5" * 160).serialize()
+        a.sendto(packet, ("::1", s.leg_a.local_port))
+        data, source = b.recvfrom(4096)
+        assert data == packet and source[:2] == ("::1", s.leg_b.local_port)
+        stats = await r.release(s.id)
+        assert stats.a.latched == ("::1", a.getsockname()[1]) and stats.a_to_b_packets == 1
+        with pytest.raises(RelayError, match="IPv4"):
+            s2 = await r.allocate("v4 remote")
+            await r.update(s2.id, "a", ("192.0.2.1", 4000))
+    finally:
+        a.close()
+        b.close()
+        await r.stop()
