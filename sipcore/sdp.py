@@ -246,6 +246,11 @@ def parse(data: bytes | str) -> SessionDescription:
     return sdp
 
 
+def _digits(text: str) -> bool:
+    # str.isdigit() also accepts digits such as "²" that int() refuses.
+    return text.isascii() and text.isdigit()
+
+
 def _show(line: str) -> str:
     return repr(line[:60])
 
@@ -266,9 +271,9 @@ def _parse_origin(value: str, number: int) -> Origin:
     if len(parts) != 6:
         raise SdpError(f"line {number}: o= needs 6 fields, got {len(parts)}")
     username, session_id, version, nettype, atype, address = parts
-    if not session_id.isdigit():
+    if not _digits(session_id):
         raise SdpError(f"line {number}: o= session id {session_id!r} is not a number")
-    if not version.isdigit():
+    if not _digits(version):
         raise SdpError(f"line {number}: o= session version {version!r} is not a number")
     return Origin(username, session_id, int(version), _check_address(address, number), nettype, atype)
 
@@ -288,15 +293,15 @@ def _parse_media_line(value: str, number: int) -> MediaDescription:
     port_count = None
     if "/" in port_text:
         port_text, count = port_text.split("/", 1)
-        if not count.isdigit():
+        if not _digits(count):
             raise SdpError(f"line {number}: m= port count {count!r} is not a number")
         port_count = int(count)
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not _digits(port_text) or int(port_text) > 65535:
         raise SdpError(f"line {number}: m= port {port_text!r} is not a port number")
     m = MediaDescription(kind=kind, port=int(port_text), proto=proto, formats=[], port_count=port_count)
     if m.is_rtp:
         for fmt in fmts:
-            if not fmt.isdigit() or int(fmt) > 127:
+            if not _digits(fmt) or int(fmt) > 127:
                 raise SdpError(f"line {number}: m= payload type {fmt!r} is not 0-127")
             m.formats.append(int(fmt))
         if not m.formats and m.active:
@@ -315,16 +320,16 @@ def _parse_media_attribute(m: MediaDescription, value: str, number: int,
     if name == "rtpmap" and m.is_rtp:
         pt_text, _, spec = rest.partition(" ")
         pieces = spec.strip().split("/")
-        if (not pt_text.isdigit() or int(pt_text) > 127 or len(pieces) not in (2, 3)
-                or not pieces[0] or not pieces[1].isdigit()
-                or (len(pieces) == 3 and not pieces[2].isdigit())):
+        if (not _digits(pt_text) or int(pt_text) > 127 or len(pieces) not in (2, 3)
+                or not pieces[0] or not _digits(pieces[1])
+                or (len(pieces) == 3 and not _digits(pieces[2]))):
             raise SdpError(f"line {number}: malformed rtpmap {value[:60]!r}")
         channels = int(pieces[2]) if len(pieces) == 3 else 1
         m.rtpmap[int(pt_text)] = (pieces[0], int(pieces[1]), channels)
-    elif name == "fmtp" and m.is_rtp and rest.split(" ", 1)[0].isdigit():
+    elif name == "fmtp" and m.is_rtp and _digits(rest.split(" ", 1)[0]):
         pt_text, _, params = rest.partition(" ")
         m.fmtp[int(pt_text)] = params.strip()
-    elif name == "ptime" and rest.strip().replace(".", "", 1).isdigit():
+    elif name == "ptime" and _digits(rest.strip().replace(".", "", 1)):
         # Some phones write a=ptime:20.0; the value is milliseconds either way.
         m.ptime = int(float(rest))
     else:
@@ -606,7 +611,7 @@ def rtcp_destination(sdp: SessionDescription) -> tuple[str, int] | None:
         if name != "rtcp":
             continue
         parts = value.split()
-        if not parts or not parts[0].isdigit() or not 0 < int(parts[0]) <= 65535:
+        if not parts or not _digits(parts[0]) or not 0 < int(parts[0]) <= 65535:
             return None
         host = parts[3] if len(parts) == 4 and parts[1] == "IN" else None
         if host is None:
