@@ -317,7 +317,11 @@ def _parse_media_attribute(m: MediaDescription, value: str, number: int,
         explicit_direction[index] = value
         return
     name, _, rest = value.partition(":")
-    if name == "rtpmap" and m.is_rtp:
+    listed = rest.split(" ", 1)[0]
+    if name in ("rtpmap", "fmtp") and not (_digits(listed) and int(listed) in m.formats):
+        # For a payload type the m= line does not list: meaningless, kept verbatim.
+        m.attributes.append(value)
+    elif name == "rtpmap" and m.is_rtp:
         pt_text, _, spec = rest.partition(" ")
         pieces = spec.strip().split("/")
         if (not _digits(pt_text) or int(pt_text) > 127 or len(pieces) not in (2, 3)
@@ -326,7 +330,7 @@ def _parse_media_attribute(m: MediaDescription, value: str, number: int,
             raise SdpError(f"line {number}: malformed rtpmap {value[:60]!r}")
         channels = int(pieces[2]) if len(pieces) == 3 else 1
         m.rtpmap[int(pt_text)] = (pieces[0], int(pieces[1]), channels)
-    elif name == "fmtp" and m.is_rtp and _digits(rest.split(" ", 1)[0]):
+    elif name == "fmtp" and m.is_rtp:
         pt_text, _, params = rest.partition(" ")
         m.fmtp[int(pt_text)] = params.strip()
     elif name == "ptime" and _digits(rest.strip().replace(".", "", 1)):
