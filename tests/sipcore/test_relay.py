@@ -213,7 +213,7 @@ async def test_garbage_is_dropped_and_never_latches(relay, phones):
     a, b, stranger = phones(), phones(), phones()
     s = await call(relay, a, b)
     for junk in (b"hello, relay", b"\x00\x01\x00\x00\x21\x12\xa4\x42" + bytes(12), b"\x80\x00\x00",
-                 bytes(200)):
+                 bytes(200), b""):
         stranger.send(s.leg_a.local_port, raw=junk)
     stranger.send(s.leg_a.local_port + 1, raw=b"\x80\xc8\x00")   # RTCP too short
     good = a.send(s.leg_a.local_port)
@@ -223,7 +223,7 @@ async def test_garbage_is_dropped_and_never_latches(relay, phones):
     expect(b, good, s.leg_b.local_port)
     stats = await relay.stats(s.id)
     assert stats.a.latched == a.addr and stats.a.latched_rtcp is None
-    assert stats.a.dropped_invalid == 6 and stats.a.received == 2
+    assert stats.a.dropped_invalid == 7 and stats.a.received == 2
 
 
 async def test_release_returns_final_counts_and_frees_the_ports(relay, phones):
