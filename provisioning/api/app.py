@@ -69,6 +69,11 @@ def create_api_app(ctx: ApiContext, app: web.Application | None = None) -> web.A
 
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+
+    async def close_context(_app: web.Application) -> None:
+        ctx.close()
+
+    app.on_cleanup.append(close_context)
     return app
 
 
