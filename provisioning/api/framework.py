@@ -606,17 +606,17 @@ def make_handler(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamR
         ctx: ApiContext = request.app[CONTEXT_KEY]
         generation = ctx.generation()
         actor = _authenticate(op, ctx, request, generation)
-        params = _parse_query(op, request)
-        path = dict(request.match_info)
-        for k, v in path.items():
-            _check_text(v, ("path", k))
-
         cache_key = None
         if op.cache:
+            # Only answers to valid requests are cached, so a hit needs no further checks.
             cache_key = (actor.org_id if actor else "", request.path_qs)
             hit = ctx.cached(cache_key, generation)
             if hit is not None:
                 return _conditional_get(request, *hit)
+        params = _parse_query(op, request)
+        path = dict(request.match_info)
+        for k, v in path.items():
+            _check_text(v, ("path", k))
 
         body = await _read_body(op, request)
         claim = _claim_for(op, request, actor, await request.read() if op.body is not None else b"")
