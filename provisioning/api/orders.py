@@ -232,12 +232,12 @@ def _check_fields(body: NumberOrderIn) -> None:
     needed, refused = _FIELDS_BY_KIND[body.kind]
     for name in sorted(needed):
         if getattr(body, name) is None:
-            raise ApiError(422, "Missing field", f"an order of kind {body.kind} needs {_camel(name)}",
-                           field=_camel(name), rule="number-order-field-required")
+            raise ApiError(422, "Missing field", f"an order of kind {body.kind} needs {camel(name)}",
+                           field=camel(name), rule="number-order-field-required")
     for name in sorted(refused):
         if getattr(body, name) is not None:
-            raise ApiError(422, "Field not used by this kind", f"an order of kind {body.kind} takes no {_camel(name)}",
-                           field=_camel(name), rule="number-order-field-not-allowed")
+            raise ApiError(422, "Field not used by this kind", f"an order of kind {body.kind} takes no {camel(name)}",
+                           field=camel(name), rule="number-order-field-not-allowed")
     if body.kind == OrderKind.BLOCK and (body.phone_numbers is None) == (body.quantity is None):
         raise ApiError(422, "Missing field", "a BLOCK order gives either phoneNumbers or a quantity (with a search)",
                        field="quantity" if body.phone_numbers is None else "phoneNumbers", rule="number-order-field-required")
@@ -246,7 +246,7 @@ def _check_fields(body: NumberOrderIn) -> None:
                        field="search", rule="number-order-field-not-allowed")
 
 
-def _camel(name: str) -> str:
+def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 

@@ -13,23 +13,37 @@ people can be given them early; they become ACTIVE (and routable) when the port 
 disappear again if they leave the order or the order is cancelled. What the carrier does
 (SUBMITTED, FOC_RECEIVED with a date, REJECTED with a catalogued code, COMPLETED) is collected by
 ``sync_port_orders``, which the carrier simulator's clock runs after every advance.
+The models and the view of an order are in provisioning/api/port_views.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from datetime import date
+from typing import Any
 
 from aiohttp import BodyPartReader
-from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from provisioning.api.framework import ApiContext, ApiError, ApiModel, ApiRequest, Page, PageQuery, UnitOfWork, route
+from provisioning.api.framework import ApiContext, ApiError, ApiRequest, Page, UnitOfWork, route
+from provisioning.api.port_views import (
+    FlaggedNumber,
+    LoaIn,
+    PortDetails,
+    PortNumbersIn,
+    PortNumbersOut,
+    PortOrderIn,
+    PortOrderOut,
+    PortOrderQuery,
+    current_bill,
+    port_order_out,
+    port_order_snapshot,
+    present_fields,
+)
 from provisioning.api.orders import (
     add_numbers,
+    camel,
     held_numbers,
     load_location,
     remove_numbers,
@@ -38,20 +52,17 @@ from provisioning.api.orders import (
     set_number_state,
 )
 from provisioning.carrier import (
-    REJECTIONS,
     Bill,
     Carrier,
     CarrierError,
     Loa,
     PortPhase,
     PortRequest,
-    RejectionCode,
     ServiceAddress,
     UnknownReference,
 )
 from provisioning.lifecycle import (
     BILL_MAX_BYTES,
-    EDITABLE_PORTS,
     OPEN_PORTS,
     LocationFacts,
     PortEvent,
@@ -71,172 +82,6 @@ from provisioning.store import Location, NumberState, Organization
 from provisioning.tables_orders import PortOrder, PortOrderBill
 
 TAGS = ["portOrders"]
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-PhoneText = Annotated[str, Field(min_length=1, max_length=32)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-# --- models ------------------------------------------------------------------------------------
-
-
-class ServiceAddressIn(ApiModel):
-    address1: str = Field(min_length=1, max_length=200)
-    address2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    state: str | None = Field(default=None, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
-
-
-class RequestedCompletion(ApiModel):
-    date: dt.date
-    time: dt.time | None = Field(default=None, description="Local time of the cut-over, HH:MM")
-
-
-class PortDetails(ApiModel):
-    """Everything about the current carrier's account; any field may be given now or later."""
-
-    account_number: str | None = Field(default=None, min_length=1, max_length=64)
-    pin: str | None = Field(default=None, min_length=1, max_length=32, description="Write-only (wireless accounts)")
-    btn: PhoneText | None = Field(default=None, description="Billing telephone number")
-    company_name: Name | None = None
-    authorized_name: Name | None = None
-    service_address: ServiceAddressIn | None = None
-    requested_completion: RequestedCompletion | None = None
-    notification_email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
-    remaining_numbers_action: Literal["KEEP", "DISCONNECT"] | None = Field(
-        default=None, description="When the main BTN is ported: what happens to numbers left behind")
-    new_btn: PhoneText | None = Field(default=None, description="The account's BTN after the main BTN leaves")
-
-
-class PortOrderIn(PortDetails):
-    location_id: str = Field(min_length=1, max_length=36)
-    phone_numbers: list[PhoneText] = Field(default_factory=list, max_length=1000)
-
-
-class PortNumbersIn(ApiModel):
-    phone_numbers: list[PhoneText] = Field(min_length=1, max_length=1000)
-
-
-class LoaIn(ApiModel):
-    name: Name
-    title: Name
-
-
-class FlaggedNumber(ApiModel):
-    phone_number: str
-    reason: str
-
-
-class BillOut(ApiModel):
-    content_type: str
-    size: int
-    sha256: str
-    issue_date: date
-    filename: str | None
-    uploaded: datetime
-
-
-class LoaOut(ApiModel):
-    signed_name: str
-    title: str
-    signed_at: datetime
-    covers_current_numbers: bool
-
-
-class RejectionOut(ApiModel):
-    code: RejectionCode
-    description: str
-    fix: str
-    detail: str | None
-
-
-class PortOrderOut(ApiModel):
-    id: str
-    location_id: str
-    status: PortStatus
-    phone_numbers: list[str]
-    flagged_numbers: list[FlaggedNumber]
-    account_number: str | None
-    pin_set: bool
-    btn: str | None
-    company_name: str | None
-    authorized_name: str | None
-    service_address: ServiceAddressIn | None
-    requested_completion: RequestedCompletion | None
-    notification_email: str | None
-    remaining_numbers_action: str | None
-    new_btn: str | None
-    bill: BillOut | None
-    loa: LoaOut | None
-    submit_requested: bool = Field(description="Submitted and waiting for the LOA to be signed")
-    missing_for_submission: list[str]
-    carrier_reference: str | None
-    submitted_on: date | None
-    foc_date: date | None
-    rejection: RejectionOut | None
-    completed_on: date | None
-    reminders_sent: int
-    created_by: str
-    created: datetime
-    updated: datetime
-
-
-class PortNumbersOut(ApiModel):
-    added: list[str]
-    flagged: list[FlaggedNumber]
-    order: PortOrderOut
-
-
-class PortOrderQuery(PageQuery):
-    status: PortStatus | None = None
-    location_id: str | None = Field(default=None, max_length=36)
-
-
-def _bill(session: Session, order: PortOrder) -> PortOrderBill | None:
-    return session.scalar(select(PortOrderBill).where(PortOrderBill.port_order_id == order.id)
-                          .order_by(PortOrderBill.created_at.desc(), PortOrderBill.id).limit(1))
-
-
-def _present(order: PortOrder, bill: PortOrderBill | None) -> list[str]:
-    values = {"phoneNumbers": order.numbers, "btn": order.btn, "companyName": order.company_name,
-              "authorizedName": order.authorized_name, "serviceAddress": order.service_address, "bill": bill}
-    return [name for name, value in values.items() if value]
-
-
-def _out(session: Session, order: PortOrder) -> PortOrderOut:
-    bill = _bill(session, order)
-    rejection = None
-    if order.status == PortStatus.REJECTED and order.rejection_code is not None:
-        description, fix = REJECTIONS[order.rejection_code]
-        rejection = RejectionOut(code=order.rejection_code, description=description, fix=fix, detail=order.rejection_detail)
-    try:
-        check_ready_to_submit(_present(order, bill))
-        missing: list[str] = []
-    except RuleViolation as violation:
-        missing = violation.detail.split(": ", 1)[1].split(", ")
-    return PortOrderOut(
-        id=order.id, location_id=order.location_id, status=order.status, phone_numbers=list(order.numbers),
-        flagged_numbers=[FlaggedNumber.model_validate(f) for f in order.flagged],
-        account_number=order.account_number, pin_set=order.pin is not None, btn=order.btn,
-        company_name=order.company_name, authorized_name=order.authorized_name,
-        service_address=ServiceAddressIn.model_validate(order.service_address) if order.service_address else None,
-        requested_completion=(RequestedCompletion(date=order.requested_date, time=order.requested_time)
-                              if order.requested_date else None),
-        notification_email=order.notification_email, remaining_numbers_action=order.remaining_numbers_action,
-        new_btn=order.new_btn,
-        bill=BillOut(content_type=bill.content_type, size=bill.size, sha256=bill.sha256, issue_date=bill.issue_date,
-                     filename=bill.filename, uploaded=bill.created_at) if bill else None,
-        loa=LoaOut(signed_name=order.loa_signed_name, title=order.loa_title, signed_at=order.loa_signed_at,
-                   covers_current_numbers=sorted(order.loa_numbers or []) == sorted(order.numbers))
-        if order.loa_signed_at else None,
-        submit_requested=order.submit_requested, missing_for_submission=missing,
-        carrier_reference=order.carrier_reference, submitted_on=order.submitted_on, foc_date=order.foc_date,
-        rejection=rejection, completed_on=order.completed_on, reminders_sent=order.reminders_sent,
-        created_by=order.created_by, created=order.created_at, updated=order.updated_at)
-
-
-def _snapshot(session: Session, order: PortOrder) -> dict[str, Any]:
-    return _out(session, order).model_dump(mode="json", by_alias=True)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -308,7 +153,7 @@ def _apply_details(order: PortOrder, details: PortDetails, fields: set[str], cou
     for name in fields:
         value = getattr(details, name)
         if name in ("btn", "new_btn") and value is not None:
-            value = _rules(parse_numbers, [value], country, _camel(name))[0]
+            value = _rules(parse_numbers, [value], country, camel(name))[0]
         if name == "service_address":
             order.service_address = value.model_dump(by_alias=True, exclude_none=True) if value else None
         elif name == "requested_completion":
@@ -318,13 +163,8 @@ def _apply_details(order: PortOrder, details: PortDetails, fields: set[str], cou
             setattr(order, name, value)
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def _carrier_request(session: Session, order: PortOrder) -> PortRequest:
-    bill = _bill(session, order)
+    bill = current_bill(session, order)
     address = order.service_address
     return PortRequest(
         numbers=tuple(order.numbers), btn=order.btn, company_name=order.company_name,
@@ -355,7 +195,7 @@ def _send(uow: UnitOfWork, carrier: Carrier, order: PortOrder) -> None:
 
 def _changed(uow: UnitOfWork, order: PortOrder, before: dict[str, Any] | None, action: str = "updated") -> PortOrderOut:
     uow.session.flush()
-    out = _out(uow.session, order)
+    out = port_order_out(uow.session, order)
     uow.change("portOrder", order.id, action, before, out.model_dump(mode="json", by_alias=True))  # type: ignore[arg-type]
     return out
 
@@ -398,14 +238,14 @@ async def list_port_orders(req: ApiRequest) -> Page[PortOrderOut]:
     with req.ctx.read() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         rows = session.scalars(query.order_by(PortOrder.created_at, PortOrder.id).offset(params.start).limit(params.max))
-        items = [_out(session, o) for o in rows]
+        items = [port_order_out(session, o) for o in rows]
     return Page[PortOrderOut](items=items, start=params.start, max=params.max, total=total or 0)
 
 
 @route("GET", "/v1/portOrders/{orderId}", summary="Get a port order", tags=TAGS, response=PortOrderOut)
 async def get_port_order(req: ApiRequest) -> PortOrderOut:
     with req.ctx.read() as session:
-        return _out(session, _load(session, req.org_id, req.path["orderId"]))
+        return port_order_out(session, _load(session, req.org_id, req.path["orderId"]))
 
 
 @route("PATCH", "/v1/portOrders/{orderId}", summary="Change a port order's details", tags=TAGS, body=PortDetails,
@@ -415,8 +255,8 @@ async def update_port_order(req: ApiRequest) -> PortOrderOut:
     carrier = require_carrier(req.ctx)
     with req.ctx.unit_of_work(req.actor) as uow:
         order = _load(uow.session, req.org_id, req.path["orderId"])
-        req.check_if_match(_out(uow.session, order))
-        before = _snapshot(uow.session, order)
+        req.check_if_match(port_order_out(uow.session, order))
+        before = port_order_snapshot(uow.session, order)
         order.status = _rules(port_transition, order.status, PortEvent.EDIT)
         if body.requested_completion is not None:
             _rules(check_requested_completion, body.requested_completion.date, body.requested_completion.time,
@@ -435,7 +275,7 @@ async def add_port_numbers(req: ApiRequest) -> PortNumbersOut:
     carrier = require_carrier(req.ctx)
     with req.ctx.unit_of_work(req.actor) as uow:
         order = _load(uow.session, req.org_id, req.path["orderId"])
-        before = _snapshot(uow.session, order)
+        before = port_order_snapshot(uow.session, order)
         order.status = _rules(port_transition, order.status, PortEvent.EDIT)
         location = uow.session.get(Location, order.location_id)
         added, flagged = _add_numbers(uow, carrier, order, location, body.phone_numbers)
@@ -449,8 +289,8 @@ async def add_port_numbers(req: ApiRequest) -> PortNumbersOut:
 async def remove_port_number(req: ApiRequest) -> PortOrderOut:
     with req.ctx.unit_of_work(req.actor) as uow:
         order = _load(uow.session, req.org_id, req.path["orderId"])
-        req.check_if_match(_out(uow.session, order))
-        before = _snapshot(uow.session, order)
+        req.check_if_match(port_order_out(uow.session, order))
+        before = port_order_snapshot(uow.session, order)
         order.status = _rules(port_transition, order.status, PortEvent.EDIT)
         location = uow.session.get(Location, order.location_id)
         number = _rules(parse_numbers, [req.path["phoneNumber"]], location.country, "phoneNumber")[0]
@@ -520,7 +360,7 @@ async def upload_bill(req: ApiRequest) -> PortOrderOut:
     carrier = require_carrier(req.ctx)
     with req.ctx.unit_of_work(req.actor) as uow:
         order = _load(uow.session, req.org_id, req.path["orderId"])
-        before = _snapshot(uow.session, order)
+        before = port_order_snapshot(uow.session, order)
         order.status = _rules(port_transition, order.status, PortEvent.EDIT)
         # The carrier's date, like every date of a port (the simulator's clock runs ahead).
         kind = _rules(check_bill, content, issue_date, carrier.today())
@@ -540,7 +380,7 @@ async def sign_loa(req: ApiRequest) -> PortOrderOut:
     carrier = require_carrier(req.ctx)
     with req.ctx.unit_of_work(req.actor) as uow:
         order = _load(uow.session, req.org_id, req.path["orderId"])
-        before = _snapshot(uow.session, order)
+        before = port_order_snapshot(uow.session, order)
         order.status = _rules(port_transition, order.status, PortEvent.EDIT)
         _rules(check_loa, body.name, body.title)
         order.loa_signed_name, order.loa_title = body.name.strip(), body.title.strip()
@@ -559,11 +399,11 @@ async def submit_port_order(req: ApiRequest) -> PortOrderOut:
     carrier = require_carrier(req.ctx)
     with req.ctx.unit_of_work(req.actor) as uow:
         order = _load(uow.session, req.org_id, req.path["orderId"])
-        before = _snapshot(uow.session, order)
+        before = port_order_snapshot(uow.session, order)
         org = uow.session.get(Organization, req.org_id)
         _rules(check_porting_allowed, str(org.subscription))
         _rules(port_transition, order.status, PortEvent.SEND)
-        _rules(check_ready_to_submit, _present(order, _bill(uow.session, order)))
+        _rules(check_ready_to_submit, present_fields(order, current_bill(uow.session, order)))
         _rules(check_requested_completion, order.requested_date, order.requested_time, carrier.today())
         if order.loa_signed_at is None:
             order.status = _rules(port_transition, order.status, PortEvent.WAIT_FOR_LOA)
@@ -583,7 +423,7 @@ async def cancel_port_order(req: ApiRequest) -> PortOrderOut:
     carrier = require_carrier(req.ctx)
     with req.ctx.unit_of_work(req.actor) as uow:
         order = _load(uow.session, req.org_id, req.path["orderId"])
-        before = _snapshot(uow.session, order)
+        before = port_order_snapshot(uow.session, order)
         was = order.status
         order.status = _rules(port_transition, order.status, PortEvent.CANCEL)
         if was in OPEN_PORTS and order.carrier_reference:
@@ -616,7 +456,7 @@ def sync_port_orders(ctx: ApiContext) -> list[str]:
     for order_id, org_id in due:
         with ctx.unit_of_work(None, org_id=org_id) as uow:
             order = uow.session.get(PortOrder, order_id)
-            before = _snapshot(uow.session, order)
+            before = port_order_snapshot(uow.session, order)
             if _advance(uow, carrier, order, today):
                 _changed(uow, order, before)
                 changed.append(order.id)

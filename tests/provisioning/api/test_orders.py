@@ -3,7 +3,6 @@ every role, every status, the inventory search, and the events that make numbers
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from provisioning.store import Location, Number, PstnType, Subscription
