@@ -36,6 +36,15 @@ CLAIM_TIMEOUT = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: str
+    to: str
+    subject: str
+    body: str
+    attempt: int  # this delivery attempt's number, from 1
+
+
+@dataclass(frozen=True, slots=True)
 class SmtpConfig:
     host: str
     port: int = 25
@@ -120,7 +129,7 @@ class Mailer:
             return self.poll_interval
         return max(0.05, min(self.poll_interval, (due - self.clock()).total_seconds()))
 
-    def _claim(self) -> list[OutboxMessage]:
+    def _claim(self) -> list[_Claimed]:
         now = self.clock()
         with self.store.session() as s:
             candidates = s.scalars(
@@ -130,12 +139,14 @@ class Mailer:
                 )).order_by(OutboxMessage.created_at).limit(50)).all()
             claimed = []
             for m in candidates:
+                attempt = m.attempts + 1
                 result = s.execute(update(OutboxMessage)
                                    .where(OutboxMessage.id == m.id, OutboxMessage.status == m.status,
                                           OutboxMessage.attempts == m.attempts)
-                                   .values(status=SENDING, next_attempt_at=now, attempts=m.attempts + 1))
+                                   .values(status=SENDING, next_attempt_at=now, attempts=attempt)
+                                   .execution_options(synchronize_session=False))
                 if result.rowcount == 1:
-                    claimed.append(m)
+                    claimed.append(_Claimed(m.id, m.to, m.subject, m.body, attempt))
             return claimed
 
     async def send_due(self) -> int:
@@ -150,7 +161,7 @@ class Mailer:
             sent += error is None
         return sent
 
-    async def _send(self, m: OutboxMessage) -> str | None:
+    async def _send(self, m: _Claimed) -> str | None:
         import aiosmtplib
 
         assert self.smtp is not None
@@ -166,9 +177,9 @@ class Mailer:
             return f"{type(exc).__name__}: {exc}"[:500]
         return None
 
-    def _settle(self, m: OutboxMessage, error: str | None) -> None:
+    def _settle(self, m: _Claimed, error: str | None) -> None:
         now = self.clock()
-        attempts = m.attempts + 1
+        attempts = m.attempt
         with self.store.session() as s:
             if error is None:
                 values = dict(status=SENT, sent_at=now, last_error=None)
