@@ -8,6 +8,8 @@ a demo or a test sees FOC dates, rejections, completions and LOA reminders witho
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import date
 
 from pydantic import Field
@@ -18,6 +20,7 @@ from provisioning.api.ports import sync_port_orders
 from provisioning.carrier import SimulatedCarrier
 
 TAGS = ["carrierSimulator"]
+log = logging.getLogger("callrouter.carrier")
 
 
 class ClockIn(ApiModel):
@@ -42,6 +45,22 @@ def _simulator(ctx: ApiContext) -> SimulatedCarrier:
 def sync_with_carrier(ctx: ApiContext) -> tuple[list[str], list[str]]:
     """Bring number requests and port orders up to date with the carrier (any carrier)."""
     return sync_number_orders(ctx), sync_port_orders(ctx)
+
+
+async def carrier_sync_loop(ctx: ApiContext, interval: float = 300.0) -> None:
+    """Collect the carrier's answers every ``interval`` seconds, for as long as the server runs.
+
+    The simulator's clock also moves with the real date, so without this a port would complete
+    only when someone moves the clock; a real carrier answers only to polling.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        if ctx.carrier is None:
+            continue
+        try:
+            sync_with_carrier(ctx)
+        except Exception:
+            log.exception("collecting the carrier's answers failed; trying again in %.0f s", interval)
 
 
 @route("GET", "/v1/carrierSimulator/clock", summary="Read the simulated carrier's clock", tags=TAGS,

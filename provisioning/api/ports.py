@@ -75,6 +75,7 @@ from provisioning.lifecycle import (
     check_porting_allowed,
     check_ready_to_submit,
     check_requested_completion,
+    parse_number,
     parse_numbers,
     port_transition,
 )
@@ -153,7 +154,7 @@ def _apply_details(order: PortOrder, details: PortDetails, fields: set[str], cou
     for name in fields:
         value = getattr(details, name)
         if name in ("btn", "new_btn") and value is not None:
-            value = _rules(parse_numbers, [value], country, camel(name))[0]
+            value = _rules(parse_number, value, country, camel(name))
         if name == "service_address":
             order.service_address = value.model_dump(by_alias=True, exclude_none=True) if value else None
         elif name == "requested_completion":
@@ -293,7 +294,7 @@ async def remove_port_number(req: ApiRequest) -> PortOrderOut:
         before = port_order_snapshot(uow.session, order)
         order.status = _rules(port_transition, order.status, PortEvent.EDIT)
         location = uow.session.get(Location, order.location_id)
-        number = _rules(parse_numbers, [req.path["phoneNumber"]], location.country, "phoneNumber")[0]
+        number = _rules(parse_number, req.path["phoneNumber"], location.country, "phoneNumber")
         if number not in order.numbers:
             raise ApiError(404, "number not on this order", f"{number} is not a number of this port order",
                            field="phoneNumber", rule="not-found")

@@ -4,12 +4,14 @@ submission, FOC date, completion turning a person's PORT_PENDING number ACTIVE; 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
 from sqlalchemy import select
 
+from provisioning.api.carrier_sim import carrier_sync_loop
 from provisioning.lifecycle import BILL_MAX_BYTES
 from provisioning.store import Number, PstnType, Subscription
 from tests.provisioning.api.orders_fixtures import OrdersWorld, orders_world  # noqa: F401  (fixture)
@@ -179,3 +181,52 @@ async def test_cancel_withdraws_the_order_and_its_numbers(orders_world: OrdersWo
     again = await world.call("POST", "/v1/portOrders", expect=201,
                              json={"locationId": austin, "phoneNumbers": ["+15124450101"]})
     assert again["added"] == ["+15124450101"]
+
+
+async def test_port_order_input_errors_are_problems(orders_world: OrdersWorld):
+    world = orders_world
+    created = await world.call("POST", "/v1/portOrders", expect=201,
+                               json={"locationId": world.org.locations["Austin"], "phoneNumbers": ["+15124440101"]})
+    order_id = created["order"]["id"]
+    path = f"/v1/portOrders/{order_id}"
+    await world.problem("PATCH", path, 422, "number-invalid", "btn", json={"btn": "not a number"})
+    await world.problem("PATCH", path, 422, "requested-date-not-future", "requestedCompletion.date",
+                        json={"requestedCompletion": {"date": world.carrier.today().isoformat()}})
+    await world.problem("DELETE", f"{path}/numbers/12", 422, "number-invalid", "phoneNumber")
+    await world.problem("DELETE", f"{path}/numbers/%2B15124440102", 404, "not-found", "phoneNumber")
+    await world.problem("POST", f"{path}/loa", 422, "loa-name-required", "name", json={"name": " ", "title": "CFO"})
+    await world.problem("PUT", f"{path}/bill", 415, "unsupported-media-type", json={"file": "x"})
+    response = await upload_bill(world, order_id, b"")
+    assert (response.status, (await response.json())["rule"]) == (422, "bill-missing")
+    response = await upload_bill(world, order_id, PDF[:-7])  # cut short: no %%EOF
+    assert (response.status, (await response.json())["rule"]) == (422, "bill-type")
+    await world.problem("GET", "/v1/portOrders/nope", 404, "not-found")
+    # A detail set to null is cleared; unknown fields are refused.
+    await world.call("PATCH", path, json={"companyName": "Acme"}, expect=200)
+    cleared = await world.call("PATCH", path, json={"companyName": None}, expect=200)
+    assert cleared["companyName"] is None
+    await world.problem("PATCH", path, 422, "extra_forbidden", "sneaky", json={"sneaky": 1})
+    # Another organisation cannot see or touch the order.
+    other = world.add_org("Other", Subscription.PAID, {"Austin": ("US", PstnType.CALLING_PLAN)})
+    await world.problem("GET", path, 404, "not-found", org=other)
+    await world.problem("POST", f"{path}/cancel", 404, "not-found", org=other)
+
+
+async def test_background_sync_collects_answers_without_the_clock_endpoint(orders_world: OrdersWorld):
+    world = orders_world
+    created = await world.call("POST", "/v1/portOrders", expect=201, json={
+        "locationId": world.org.locations["Austin"], "phoneNumbers": ["+15124440101"], **ACME})
+    path = f"/v1/portOrders/{created['order']['id']}"
+    assert (await upload_bill(world, created["order"]["id"])).status == 200
+    await world.call("POST", f"{path}/loa", json={"name": "Jane Doe", "title": "CFO"}, expect=200)
+    await world.call("POST", f"{path}/submit", expect=200)
+    world.carrier.advance(1)  # the carrier's day passes (as a real day would) with nobody calling the API
+    task = asyncio.create_task(carrier_sync_loop(world.ctx, interval=0.05))
+    try:
+        for _ in range(100):
+            if (await world.call("GET", path, expect=200))["status"] != "SUBMITTED":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert (await world.call("GET", path, expect=200))["status"] == "FOC_RECEIVED"
