@@ -16,12 +16,11 @@ from datetime import date, time, timedelta
 
 import phonenumbers
 
+from provisioning.models import NO_CALLING_PLAN  # one list for the API, the org file and orders
+
 # Business rules of DESIGN.md.
 MAX_NUMBERS_PER_ORDER = 100
 TRIAL_MAX_NUMBERS = 10
-# The same list as provisioning.orgfile.NO_CALLING_PLAN; not imported from there because the
-# store imports this module (through tables_orders) while orgfile is still importing the store.
-NO_CALLING_PLAN = {"ID": "Indonesia", "MO": "Macau", "PH": "the Philippines", "SA": "Saudi Arabia"}
 CUSTOMER_ADMIN_ROLES = frozenset({"OWNER", "FULL_ADMIN"})
 BILL_MAX_AGE_DAYS = 30
 BILL_MAX_BYTES = 5 * 1024 * 1024

@@ -200,11 +200,9 @@ async def test_an_existing_location_cannot_switch_to_the_calling_plan(orders_wor
     dallas = world.org.locations["Dallas"]
     await world.problem("POST", "/v1/numberOrders", 422, "location-not-calling-plan", "locationId",
                         json={"locationId": dallas, "kind": "SEARCH", "quantity": 1})
-    response = await world.client.put(f"/v1/locations/{dallas}/pstnConnection", json={"type": "CALLING_PLAN"},
-                                      headers={"Authorization": f"Bearer {world.org.tokens['OWNER']}"})
-    problem = await response.json()
-    assert response.status in (409, 422) and response.content_type == "application/problem+json", problem
-    assert "calling plan" in problem["detail"].lower()
+    problem = await world.problem("PUT", f"/v1/locations/{dallas}/pstnConnection", 409, "calling-plan-switch", "type",
+                                  json={"type": "CALLING_PLAN"})
+    assert "cannot switch to the calling plan" in problem["detail"]
     with world.store.session() as s:
         assert s.get(Location, dallas).pstn_type is PstnType.LOCAL_GATEWAY
 
