@@ -19,6 +19,8 @@ The models and the view of an order are in provisioning/api/port_views.py.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import date
 from typing import Any
 
@@ -26,7 +28,7 @@ from aiohttp import BodyPartReader
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from provisioning.api.framework import ApiContext, ApiError, ApiRequest, Page, UnitOfWork, route
+from provisioning.api.framework import Actor, ApiContext, ApiError, ApiRequest, Page, UnitOfWork, route
 from provisioning.api.port_views import (
     FlaggedNumber,
     LoaIn,
@@ -181,13 +183,28 @@ def _carrier_request(session: Session, order: PortOrder) -> PortRequest:
         if order.loa_signed_at else None)
 
 
-def _send(uow: UnitOfWork, carrier: Carrier, order: PortOrder) -> None:
+@contextmanager
+def _sending(ctx: ApiContext, actor: Actor | None, carrier: Carrier) -> Iterator[tuple[UnitOfWork, list[str]]]:
+    """A unit of work that may hand orders to the carrier: if it does not commit, they are withdrawn."""
+    sent: list[str] = []
+    try:
+        with ctx.unit_of_work(actor) as uow:
+            yield uow, sent
+    except BaseException:
+        for reference in sent:
+            with suppress(CarrierError):
+                carrier.cancel_port(reference)
+        raise
+
+
+def _send(uow: UnitOfWork, carrier: Carrier, order: PortOrder, sent: list[str]) -> None:
     """Hand the order to the carrier (a first submission or a resubmission after a rejection)."""
     order.status = _rules(port_transition, order.status, PortEvent.SEND)
     try:
         order.carrier_reference = carrier.submit_port(_carrier_request(uow.session, order))
     except CarrierError as exc:
         raise ApiError(422, "Carrier refused the order", exc.detail, rule=f"carrier-{exc.code}") from None
+    sent.append(order.carrier_reference)
     order.submitted_on = carrier.today()
     order.submit_requested = False
     order.foc_date = order.rejection_code = order.rejection_detail = None
@@ -379,7 +396,7 @@ async def upload_bill(req: ApiRequest) -> PortOrderOut:
 async def sign_loa(req: ApiRequest) -> PortOrderOut:
     body: LoaIn = req.body
     carrier = require_carrier(req.ctx)
-    with req.ctx.unit_of_work(req.actor) as uow:
+    with _sending(req.ctx, req.actor, carrier) as (uow, sent):
         order = _load(uow.session, req.org_id, req.path["orderId"])
         before = port_order_snapshot(uow.session, order)
         order.status = _rules(port_transition, order.status, PortEvent.EDIT)
@@ -388,7 +405,7 @@ async def sign_loa(req: ApiRequest) -> PortOrderOut:
         order.loa_signed_at = uow.now
         order.loa_numbers = list(order.numbers)
         if order.submit_requested:
-            _send(uow, carrier, order)
+            _send(uow, carrier, order, sent)
         return _changed(uow, order, before)
 
 
@@ -398,7 +415,7 @@ async def sign_loa(req: ApiRequest) -> PortOrderOut:
                    "LOA the order waits (PENDING, submitRequested) and reminders go out until it is signed.")
 async def submit_port_order(req: ApiRequest) -> PortOrderOut:
     carrier = require_carrier(req.ctx)
-    with req.ctx.unit_of_work(req.actor) as uow:
+    with _sending(req.ctx, req.actor, carrier) as (uow, sent):
         order = _load(uow.session, req.org_id, req.path["orderId"])
         before = port_order_snapshot(uow.session, order)
         org = uow.session.get(Organization, req.org_id)
@@ -414,7 +431,7 @@ async def submit_port_order(req: ApiRequest) -> PortOrderOut:
                     "The port order is ready but waits for its letter of authorisation. Sign it (name and title): "
                     f"POST /v1/portOrders/{order.id}/loa. It goes to the carrier as soon as it is signed.")
         else:
-            _send(uow, carrier, order)
+            _send(uow, carrier, order, sent)
         return _changed(uow, order, before)
 
 
