@@ -63,6 +63,7 @@ PURITY = 0.80                  # share of the window's energy in the two tones
 ROW_HARMONIC_DB = -8.0         # a row's second harmonic, relative to the louder tone
 COL_HARMONIC_DB = -12.0        # a column's second harmonic, relative to that column
 ROW_THIRD_HARMONIC_DB = -15.0  # a row's third harmonic, relative to the louder tone
+OCTAVE_HZ = 8.0                # 2, 6, C: how near twice the row the column may not be
 ONSET_HITS = 3                 # a 40 ms tone fills 3 windows; 23 ms gives at most 2 hits
 RELEASE_MISSES = 8             # a 10 ms break costs at most 7 windows, a 40 ms pause 10
 
@@ -327,9 +328,12 @@ class _Analysis:
         self.col_harmonic = np.float32(_db(COL_HARMONIC_DB))
         self.row_third = np.float32(_db(ROW_THIRD_HARMONIC_DB))
         # For 2, 6 and C the column tone lies within 71 Hz of the row's second harmonic, so
-        # that harmonic cannot be told from the column and is not tested.
+        # that harmonic cannot be measured apart from the column. Instead the column must not
+        # be at twice the row's frequency (within 8 Hz; a real key within 1.5% is at least
+        # 17 Hz away), which is what one note with a strong second harmonic looks like.
         second = 2.0 * np.repeat(np.array(ROW_HZ), 4)
-        self.row_second_tested = np.abs(second - np.tile(np.array(COL_HZ), 4)) > 100.0
+        self.row_second_tested = np.abs(second - np.tile(np.array(COL_HZ), 4)) > 75.0
+        self.cos_octave = np.float32(np.cos(2.0 * np.pi * OCTAVE_HZ * block / sample_rate))
 
     def blocks(self, frames: np.ndarray, blocks: int, basis: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -360,10 +364,11 @@ class _Analysis:
                & (p_row + p_col >= self.purity * m["energy"]))
         cells = np.flatnonzero(hit)
         if cells.size:
-            second_row, second_col, third_row = self.harmonics(m, cells, rows)
+            second_row, second_col, third_row, octave = self.harmonics(m, cells, rows)
             p_row, p_col, cell_key = p_row.reshape(-1)[cells], p_col.reshape(-1)[cells], key.reshape(-1)[cells]
             louder = np.maximum(p_row, p_col)
-            clean = (((second_row <= self.row_harmonic * louder) | ~self.row_second_tested[cell_key])
+            separate = self.row_second_tested[cell_key]
+            clean = (np.where(separate, second_row <= self.row_harmonic * louder, octave < self.cos_octave)
                      & (second_col <= self.col_harmonic * p_col)
                      & (third_row <= self.row_third * louder))
             hit.reshape(-1)[cells[~clean]] = False
@@ -412,10 +417,12 @@ class _Analysis:
                 "u": u, "z": z, "energy": window_energy}
 
     def harmonics(self, m: dict[str, np.ndarray], cells: np.ndarray, rows: Rows
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Power of the chosen row's second and third and the chosen column's second harmonic
         in the given flat (window, channel) cells, summed over the window at h times the
-        measured frequency (a harmonic advances h times its fundamental's phase per block)."""
+        measured frequency (a harmonic advances h times its fundamental's phase per block);
+        and the cosine of the angle between the column's phase step and twice the row's
+        (near 1 when the column is at twice the row's frequency)."""
         w, k = m["row"].shape
         t, ch = np.divmod(cells, k)
         channels, position = np.unique(ch, return_inverse=True)
@@ -439,7 +446,8 @@ class _Analysis:
         for lag in range(1, WINDOW_BLOCKS):
             s = x[:, lag] + _rotate(s, rotation)
         power = _power(s)
-        return power[0], power[1], power[2]
+        octave = u_col[0] * u2_row[0] + u_col[1] * u2_row[1]
+        return power[0], power[1], power[2], octave
 
 
 def _basis(freqs: np.ndarray, block: int, sample_rate: int) -> np.ndarray:
