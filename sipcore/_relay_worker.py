@@ -368,6 +368,14 @@ def main(argv: list[str]) -> int:
     control = socket.socket(fileno=fd)
     control.setblocking(False)
     raise_file_limit()
+    # A host this machine does not have would make every port "busy" and every call "full":
+    # say what is wrong instead, before the parent counts on us.
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError as exc:
+        control.send(json.dumps({"ready": False, "error": f"cannot bind {host}: {exc.strerror}"}).encode())
+        return 1
     relay = Relay(control, host, port_min, port_max, gap)
     gc.disable()  # the loop makes no reference cycles; collections would only add jitter
     gc.freeze()

@@ -179,6 +179,9 @@ class MediaRelay:
                  str(self.port_min), str(self.port_max), repr(self.relatch_gap)],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True,
             )
+        except OSError as exc:
+            mine.close()
+            raise RelayDied(f"cannot start the relay process: {exc}") from None
         finally:
             theirs.close()
         mine.setblocking(False)
@@ -193,6 +196,9 @@ class MediaRelay:
             self._close(f"relay process did not start: {exc}")
             self._kill()
             raise RelayDied(f"relay process did not start: {exc}") from None
+        if not hello.get("ready"):
+            self._kill()
+            raise RelayDied(f"relay process did not start: {self._dead}")
         self.pid = hello["pid"]
         self.capacity = hello["ports"] // 4
         log.info("media relay pid %d on %s ports %d-%d (%d calls)", self.pid, self.host,
@@ -313,10 +319,14 @@ class MediaRelay:
             except ValueError:
                 log.error("relay sent an unreadable reply: %r", data[:100])
                 continue
-            rid = 0 if reply.get("ready") else reply.get("id")
+            rid = 0 if "ready" in reply else reply.get("id")
             future = self._pending.get(rid)
             if future is not None and not future.done():
                 future.set_result(reply)
+            if reply.get("ready") is False:
+                # Its own reason, before the end of the channel is mistaken for the cause.
+                self._close(reply.get("error", "relay process refused to start"))
+                return
 
     def _exit_reason(self, otherwise: str) -> str:
         code = self._process.poll() if self._process is not None else None

@@ -399,3 +399,14 @@ async def test_relays_over_ipv6():
         a.close()
         b.close()
         await r.stop()
+
+
+async def test_an_address_this_machine_does_not_have_fails_at_start():
+    exits: list[str] = []
+    r = MediaRelay("192.0.2.200", 20000, 20100, on_exit=exits.append)   # TEST-NET-1: not ours
+    with pytest.raises(RelayDied, match="cannot bind 192.0.2.200"):
+        await r.start()
+    assert not r.alive and exits == ["cannot bind 192.0.2.200: Cannot assign requested address"]
+    with pytest.raises(RelayDied):
+        await r.allocate("x")
+    await r.stop()
