@@ -29,7 +29,10 @@ other channels share its batch, nor on how its audio is cut into calls.
 from __future__ import annotations
 
 import ctypes
+import glob
+import os
 import platform
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -79,7 +82,9 @@ _UNSCALE = 2.0 ** -15
 _RUN_CAP = 127
 _STREAM_SEGMENT = 256          # blocks per segment when one stream is analysed at once
 
-Rows = Callable[[np.ndarray], np.ndarray]    # channel positions -> their samples, one row each
+# Positions among a call's k channels (sorted, distinct) -> the harmonic spectra of those
+# channels' blocks, (24, n, len(positions)), as blocks() computes them.
+HarmonicSpectra = Callable[[np.ndarray], np.ndarray]
 
 
 def _db(value: float) -> float:
@@ -109,6 +114,37 @@ def _keep_freed_heap() -> None:
         pass
 
 
+_blas_thread = threading.local()
+_blas_threads_local = None
+
+
+def _single_threaded_blas() -> None:
+    """Make numpy's OpenBLAS run this thread's matrix products on one core.
+
+    OpenBLAS splits a product as small as a tick's (16 x 40 by 40 x 4,000) across all cores;
+    the threads spin while waiting, which cost four times the CPU of doing it on one core and
+    makes tick times depend on what else the machine runs. The setting is per thread
+    (openblas_set_num_threads_local, OpenBLAS 0.3.27+) and applied once per thread.
+    """
+    global _blas_threads_local
+    if getattr(_blas_thread, "done", False):
+        return
+    _blas_thread.done = True
+    if _blas_threads_local is None:
+        _blas_threads_local = False
+        libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "lib*openblas*.so*"))
+        for path in libs:
+            try:
+                function = ctypes.CDLL(path).openblas_set_num_threads_local
+            except (OSError, AttributeError):
+                continue
+            function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+            _blas_threads_local = function
+            break
+    if _blas_threads_local:
+        _blas_threads_local(1)
+
+
 class BatchDetector:
     """DTMF detection for up to `max_channels` streams, one 20 ms frame each per tick.
 
@@ -136,11 +172,14 @@ class BatchDetector:
         self.blocks_per_frame = FRAME_MS // BLOCK_MS
         self._analysis = _Analysis(sample_rate, self.block_samples)
         # Per channel, channels last so that every numpy operation runs along a contiguous
-        # row of channels: the last four blocks' DFTs and energies; their samples (for the
-        # harmonics, which are computed only when needed); the digit tracker.
+        # row of channels: the last four blocks' DFTs and energies; their samples and, when
+        # they were needed in the last tick, their harmonics' DFTs (computed only for windows
+        # that pass every other test); the digit tracker.
         self._spectra = np.zeros((16, HISTORY_BLOCKS, max_channels), dtype=np.float32)
         self._energy = np.zeros((HISTORY_BLOCKS, max_channels), dtype=np.float32)
         self._samples = np.zeros((max_channels, HISTORY_BLOCKS * self.block_samples), dtype=np.int16)
+        self._harmonics = np.zeros((2 * _NH, HISTORY_BLOCKS, max_channels), dtype=np.float32)
+        self._harmonics_kept = np.zeros(max_channels, dtype=bool)
         self._tracker = _Tracker(max_channels)
         self._allocated = np.zeros(max_channels, dtype=bool)
         self._free = list(range(max_channels - 1, -1, -1))
@@ -154,6 +193,7 @@ class BatchDetector:
         self._spectra[..., ch] = 0.0
         self._energy[:, ch] = 0.0
         self._samples[ch] = 0
+        self._harmonics_kept[ch] = False
         self._tracker.reset(ch)
         self._allocated[ch] = True
         return ch
@@ -170,6 +210,7 @@ class BatchDetector:
 
     # -- audio ------------------------------------------------------------------------------
     def process(self, frames: np.ndarray, channels: np.ndarray) -> list[tuple[int, str]]:
+        _single_threaded_blas()
         frames, channels, where = self._check(frames, channels)
         if len(channels) == 0:
             return []
@@ -178,12 +219,21 @@ class BatchDetector:
         energy = np.concatenate([self._energy[:, where], energy], axis=0)
         self._spectra[..., where] = spectra[:, -HISTORY_BLOCKS:]
         self._energy[:, where] = energy[-HISTORY_BLOCKS:]
-        history = self._samples[where]
+        ids = np.arange(where.start, where.stop) if isinstance(where, slice) else where
 
-        def rows(positions: np.ndarray) -> np.ndarray:
-            return np.concatenate([history[positions], frames[positions]], axis=1)
+        def harmonic_spectra(positions: np.ndarray) -> np.ndarray:
+            chosen = ids[positions]
+            new = self._analysis.blocks(frames[positions], self.blocks_per_frame, harmonics=True)
+            old = self._harmonics[..., chosen]
+            stale = np.flatnonzero(~self._harmonics_kept[chosen])
+            if stale.size:
+                old[..., stale] = self._analysis.blocks(self._samples[chosen[stale]], HISTORY_BLOCKS, harmonics=True)
+            self._harmonics[..., chosen] = new[:, -HISTORY_BLOCKS:]
+            self._harmonics_kept[chosen] = True
+            return np.concatenate([old, new], axis=1)
 
-        hits = self._analysis.hits(spectra, energy, rows)
+        self._harmonics_kept[where] = False      # unless computed again in this tick
+        hits = self._analysis.hits(spectra, energy, harmonic_spectra)
         self._samples[where] = frames[:, -self._samples.shape[1]:]
         return [(int(channels[i]), KEYS[code]) for _, i, code in self._tracker.run(where, hits)]
 
@@ -194,6 +244,7 @@ class BatchDetector:
         once: the stream is cut into segments that are analysed side by side as if they were
         channels, each starting with the four blocks before it. ``detect_digits`` uses this.
         """
+        _single_threaded_blas()
         self._require(ch)
         pcm = _as_pcm(pcm, "pcm")
         if pcm.ndim != 1 or len(pcm) % self.frame_samples:
@@ -217,10 +268,10 @@ class BatchDetector:
             segments = np.lib.stride_tricks.sliding_window_view(samples, (seg + HISTORY_BLOCKS) * block)
             segments = segments[::seg * block]
 
-            def rows(positions: np.ndarray, segments=segments) -> np.ndarray:
-                return segments[positions]
+            def harmonic_spectra(positions: np.ndarray, segments=segments) -> np.ndarray:
+                return self._analysis.blocks(segments[positions], seg + HISTORY_BLOCKS, harmonics=True)
 
-            hits = self._analysis.hits(spectra[:, index, 0], energy[index, 0], rows)   # (seg, count)
+            hits = self._analysis.hits(spectra[:, index, 0], energy[index, 0], harmonic_spectra)   # (seg, count)
             hits = hits.T.reshape(-1)[:n]
             found = self._tracker.run(np.array([ch]), _squeeze_idle(hits)[:, None])
             digits.extend(KEYS[code] for _, _, code in found)
@@ -314,14 +365,19 @@ class _Analysis:
         self.c1 = _rotation(np.cos(step).astype(np.float32)[column], np.sin(step).astype(np.float32)[column])
         self.c2 = _rotation(np.cos(2 * step).astype(np.float32)[column],
                             np.sin(2 * step).astype(np.float32)[column])
+        self.c1_flat = (np.cos(step).astype(np.float32), np.sin(step).astype(np.float32))
         # Largest phase error per block allowed by the frequency tolerance, as a cosine.
-        self.cos_tolerance = np.cos(2.0 * np.pi * FREQ_TOLERANCE * _FREQS * block / sample_rate
-                                    ).astype(np.float32)[column]
+        self.cos_tolerance_flat = np.cos(2.0 * np.pi * FREQ_TOLERANCE * _FREQS * block / sample_rate
+                                         ).astype(np.float32)
         half_window = WINDOW_BLOCKS * block / 2.0          # |DFT| of a sine of amplitude A is A * N / 2
         gain = _BASIS_SCALE * _UNSCALE
         min_amplitude = DBM0_PEAK * 10.0 ** (MIN_TONE_DBM0 / 20.0)
         self.level = np.float32((min_amplitude * half_window * gain) ** 2)
         self.purity = np.float32(PURITY * half_window * gain ** 2)
+        # A tone's power in a window of N samples is at most N times the window's energy
+        # (Cauchy-Schwarz), so a window with less than level / N energy cannot hold a key;
+        # half of that leaves room for rounding.
+        self.audible = np.float32(0.5 * self.level / (2 * half_window))
         self.normal_twist = np.float32(_db(NORMAL_TWIST_DB))
         self.reverse_twist = np.float32(_db(REVERSE_TWIST_DB))
         self.row_harmonic = np.float32(_db(ROW_HARMONIC_DB))
@@ -335,36 +391,57 @@ class _Analysis:
         self.row_second_tested = np.abs(second - np.tile(np.array(COL_HZ), 4)) > 75.0
         self.cos_octave = np.float32(np.cos(2.0 * np.pi * OCTAVE_HZ * block / sample_rate))
 
-    def blocks(self, frames: np.ndarray, blocks: int, basis: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def blocks(self, frames: np.ndarray, blocks: int, harmonics: bool = False):
         """(k, blocks * block) int16 -> (16, blocks, k) float32 DFTs and (blocks, k) float32
-        energies. Computed in float64 from integers, so every sum is exact."""
-        basis = self.basis if basis is None else basis
+        energies; with harmonics, only the (24, blocks, k) DFTs of the harmonics. Computed in
+        float64 from integers, so every sum is exact."""
+        basis = self.harmonic_basis if harmonics else self.basis
         k = frames.shape[0]
-        x = np.empty((self.block, blocks, k))
-        x[...] = frames.reshape(k, blocks, self.block).transpose(2, 1, 0)
-        x = x.reshape(self.block, blocks * k)
-        spectra = np.multiply(basis @ x, _UNSCALE, dtype=np.float32, casting="same_kind")
-        energy = np.einsum("ij,ij->j", x, x).astype(np.float32)
-        return spectra.reshape(len(basis), blocks, k), energy.reshape(blocks, k)
+        x = frames.reshape(k * blocks, self.block).astype(np.float64)
+        # BLAS reads x transposed in place; the (channel, block) columns of the product are
+        # put channels-last while scaling to float32, on 16 or 24 rows rather than 40 samples.
+        product = (basis @ x.T).reshape(len(basis), k, blocks).transpose(0, 2, 1)
+        spectra = np.empty((len(basis), blocks, k), dtype=np.float32)
+        np.multiply(product, _UNSCALE, out=spectra, casting="same_kind")
+        if harmonics:
+            return spectra
+        energy = np.einsum("ij,ij->i", x, x).astype(np.float32).reshape(k, blocks).T
+        return spectra, np.ascontiguousarray(energy)
 
-    def hits(self, spectra: np.ndarray, energy: np.ndarray, rows: Rows) -> np.ndarray:
+    def hits(self, spectra: np.ndarray, energy: np.ndarray, harmonic_spectra: HarmonicSpectra) -> np.ndarray:
         """Verdicts for every full window: (16, n, k) and (n, k) -> (n - 4, k) int8 key or -1.
 
-        ``rows(positions)`` returns the samples of those of the k channels, n blocks each;
-        the harmonics are computed from them only for the windows that pass every other
-        test, which in speech, music and silence are few.
+        Channels too quiet in all their windows to hold a tone at the minimum level are
+        skipped (a caller listening to a prompt is mostly silent). Harmonics are measured only
+        in the windows that pass every other test (in speech, music and silence, few), from
+        the spectra ``harmonic_spectra`` gives for their channels.
         """
-        m = self.measure(spectra, energy)
+        n, k = spectra.shape[1:]
+        w = n - WINDOW_BLOCKS + 1
+        window_energy = energy[0:w]
+        for lag in range(1, WINDOW_BLOCKS):
+            window_energy = window_energy + energy[lag:lag + w]
+        verdict = np.full((w, k), -1, dtype=np.int8)
+        loud = np.flatnonzero((window_energy >= self.audible).any(axis=0))
+        if loud.size == 0:
+            return verdict
+        if loud.size < k:
+            spectra, window_energy = np.take(spectra, loud, axis=2), np.take(window_energy, loud, axis=1)
+            all_channels = harmonic_spectra
+
+            def harmonic_spectra(positions: np.ndarray) -> np.ndarray:
+                return all_channels(loud[positions])
+
+        m = self.measure(spectra, window_energy)
         p_row, p_col = m["p_row"], m["p_col"]
         key = m["row"] * 4 + m["col"]
         hit = (m["ok_row"] & m["ok_col"]
                & (p_row >= self.level) & (p_col >= self.level)
                & (p_col <= p_row * self.normal_twist) & (p_row <= p_col * self.reverse_twist)
-               & (p_row + p_col >= self.purity * m["energy"]))
+               & (p_row + p_col >= self.purity * window_energy))
         cells = np.flatnonzero(hit)
         if cells.size:
-            second_row, second_col, third_row, octave = self.harmonics(m, cells, rows)
+            second_row, second_col, third_row, octave = self.harmonics(m, cells, harmonic_spectra)
             p_row, p_col, cell_key = p_row.reshape(-1)[cells], p_col.reshape(-1)[cells], key.reshape(-1)[cells]
             louder = np.maximum(p_row, p_col)
             separate = self.row_second_tested[cell_key]
@@ -372,51 +449,58 @@ class _Analysis:
                      & (second_col <= self.col_harmonic * p_col)
                      & (third_row <= self.row_third * louder))
             hit.reshape(-1)[cells[~clean]] = False
-        return np.where(hit, key, -1).astype(np.int8)
+        verdict[:, loud] = np.where(hit, key, -1)
+        return verdict
 
-    def measure(self, spectra: np.ndarray, energy: np.ndarray) -> dict[str, np.ndarray]:
-        """Per window (w = n - 4 of them, by k channels): the strongest row and column, their
-        power at the measured frequency, whether that frequency is within tolerance, the
-        measured phase step per block of all 8 tones, and the window's energy (on the scale
-        of the powers, so that the thresholds compare them directly)."""
+    def measure(self, spectra: np.ndarray, window_energy: np.ndarray) -> dict[str, np.ndarray]:
+        """Per window (w = n - 4 of them, by k channels; window_energy is (w, k)): the
+        strongest row and column, their power at the measured frequency, whether that
+        frequency is within tolerance, and their measured phase step per block (the powers on
+        the scale of the energies, so that the thresholds compare them directly)."""
         n, k = spectra.shape[1:]
+        w = n - WINDOW_BLOCKS + 1
         x = spectra.reshape(2, 8, n, k)
         # Coherent sums at the nominal frequencies, each block rotated by the phase a
-        # nominal tone advances per block: pairs P, then fours W4 (the last four blocks of
-        # each window pick the strongest row and column).
-        p = x[:, :, 1:] + _rotate(x[:, :, :-1], self.c1)
-        w4 = p[:, :, 2:] + _rotate(p[:, :, :-2], self.c2)
+        # nominal tone advances per block: pairs P, then fours W4; the last four blocks of
+        # each window pick its strongest row and column.
+        p = x[:, :, 1:] + _rotate(x[:, :, :-1], self.c1)             # (2, 8, n - 1, k)
+        w4 = p[:, :, 2:] + _rotate(p[:, :, :-2], self.c2)            # (2, 8, n - 3, k)
         nominal = _power(w4[:, :, 1:])                               # (8, w, k)
+        row, col = _strongest(nominal[0:4]), _strongest(nominal[4:8])
+        # From here on only those two tones of each window: (2 parts, 2 tones, w, k).
+        tone = np.stack([row, col + 4])
+        cell = np.arange(w * k).reshape(w, k)                        # window j, channel c: j * k + c
 
+        def pick(a: np.ndarray, offsets: range) -> np.ndarray:
+            """a[:, tone, j + offset, c] for each offset: (2, len(offsets), 2, w, k)."""
+            base = tone * (a.shape[2] * k) + cell
+            at = base[None] + (np.array(offsets) * k)[:, None, None, None]
+            return a.reshape(-1).take(np.stack([at, at + a[0].size]))
+
+        cr, ci = self.c1_flat[0][tone], self.c1_flat[1][tone]
+        c1 = _rotation(cr, ci)
         # Phase advance per block, measured between the window's first and last four blocks
         # weighted 1, 2, 2, 1 (a 2-block window convolved with a 3-block one): its sidelobes
         # are low enough that a loud tone of the other group hardly moves a quiet tone's phase.
-        t = w4 + _rotate(p[:, :, 1:-1], self.c1)
-        z = _rotate(t[:, :, 1:], _rotation(t[0, :, :-1], -t[1, :, :-1]))   # t[b] * conj(t[b-1])
+        w4s, ps = pick(w4, range(2)), pick(p, range(1, 3))
+        t_old = w4s[:, 0] + _rotate(ps[:, 0], c1)                     # blocks j .. j + 3
+        t_new = w4s[:, 1] + _rotate(ps[:, 1], c1)                     # blocks j + 1 .. j + 4
+        z = _rotate(t_new, _rotation(t_old[0], -t_old[1]))           # t_new * conj(t_old)
         zabs = np.sqrt(_power(z))
-        on_frequency = (z[0] * self.c1[0] + z[1] * self.c1[1][1]) >= self.cos_tolerance * zabs
+        on_frequency = (z[0] * cr + z[1] * ci) >= self.cos_tolerance_flat[tone] * zabs
         u = z / np.where(zabs > 0, zabs, np.float32(1.0))
 
-        # The whole window summed again, each block rotated by the measured phase step.
-        w = z.shape[2]
-        measured = _power(_coherent_sum(x, _rotation(u[0], u[1]), w))  # (8, w, k)
-        window_energy = energy[0:w]
+        # The whole window summed again, each block rotated by the measured phase step (Horner).
+        xs = pick(x, range(WINDOW_BLOCKS))
+        by = _rotation(u[0], u[1])
+        s = xs[:, 0]
         for lag in range(1, WINDOW_BLOCKS):
-            window_energy = window_energy + energy[lag:lag + w]
+            s = xs[:, lag] + _rotate(s, by)
+        measured = _power(s)                                         # (2, w, k)
+        return {"row": row, "col": col, "p_row": measured[0], "p_col": measured[1],
+                "ok_row": on_frequency[0], "ok_col": on_frequency[1], "u": u, "z": z}
 
-        row, col = _strongest(nominal[0:4]), _strongest(nominal[4:8])
-        cell = np.arange(row.size).reshape(row.shape)                 # flat (window, channel)
-        at_row, at_col = row * cell.size + cell, (col + 4) * cell.size + cell
-
-        def pick(values: np.ndarray, at: np.ndarray) -> np.ndarray:
-            return values.reshape(-1).take(at)
-
-        return {"row": row, "col": col,
-                "p_row": pick(measured, at_row), "p_col": pick(measured, at_col),
-                "ok_row": pick(on_frequency, at_row), "ok_col": pick(on_frequency, at_col),
-                "u": u, "z": z, "energy": window_energy}
-
-    def harmonics(self, m: dict[str, np.ndarray], cells: np.ndarray, rows: Rows
+    def harmonics(self, m: dict[str, np.ndarray], cells: np.ndarray, harmonic_spectra: HarmonicSpectra
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Power of the chosen row's second and third and the chosen column's second harmonic
         in the given flat (window, channel) cells, summed over the window at h times the
@@ -425,13 +509,15 @@ class _Analysis:
         (near 1 when the column is at twice the row's frequency)."""
         w, k = m["row"].shape
         t, ch = np.divmod(cells, k)
-        channels, position = np.unique(ch, return_inverse=True)
-        samples = rows(channels)                                      # (c, n * block)
-        n = samples.shape[1] // self.block
-        h = self.blocks(samples, n, self.harmonic_basis)[0]           # (24, n, c)
+        involved = np.zeros(k, dtype=bool)
+        involved[ch] = True
+        channels = np.flatnonzero(involved)
+        position = (np.cumsum(involved) - 1)[ch]
+        h = harmonic_spectra(channels)                                # (24, n, c)
+        n = h.shape[1]
         row, col = m["row"].reshape(-1)[cells], m["col"].reshape(-1)[cells]
-        u = m["u"].reshape(2, -1)
-        u_row, u_col = u[:, row * (w * k) + cells], u[:, (col + 4) * (w * k) + cells]
+        u = m["u"].reshape(2, 2, -1)
+        u_row, u_col = u[:, 0, cells], u[:, 1, cells]
         u2_row = _rotate(u_row, _rotation(u_row[0], u_row[1]))
         u2_col = _rotate(u_col, _rotation(u_col[0], u_col[1]))
         u3_row = _rotate(u2_row, _rotation(u_row[0], u_row[1]))
@@ -472,14 +558,6 @@ def _power(a: np.ndarray) -> np.ndarray:
     return a[0] * a[0] + a[1] * a[1]
 
 
-def _coherent_sum(x: np.ndarray, u: tuple[np.ndarray, np.ndarray], w: int) -> np.ndarray:
-    """sum over a window's blocks of x[b - i] * u^i for each of the w windows (Horner)."""
-    s = x[:, :, 0:w]
-    for lag in range(1, WINDOW_BLOCKS):
-        s = x[:, :, lag:lag + w] + _rotate(s, u)
-    return s
-
-
 def _strongest(power: np.ndarray) -> np.ndarray:
     """Index of the largest of four, (4, w, k) -> (w, k); the first on ties, as argmax."""
     second = power[1] > power[0]
@@ -506,21 +584,30 @@ class _Tracker:
     def run(self, where: slice | np.ndarray, hits: np.ndarray) -> list[tuple[int, int, int]]:
         """Advance the channels at ``where`` over hits (n, k); returns (window, index, key)
         for each press that starts, index being the position in the k channels."""
-        prev, run, key, miss = self.prev[where], self.length[where], self.key[where], self.miss[where]
+        ids = np.arange(where.start, where.stop) if isinstance(where, slice) else np.asarray(where)
+        # A channel with no hit and no key held ends up at rest whatever its state was;
+        # only the others (a few, usually) are stepped through the windows.
+        busy = (hits >= 0).any(axis=0) | (self.key[ids] >= 0)
+        resting = ids[~busy]
+        self.prev[resting], self.length[resting], self.key[resting], self.miss[resting] = -1, 0, -1, 0
+        positions = np.flatnonzero(busy)
+        if not positions.size:
+            return []
+        ids, hits = ids[positions], hits[:, positions]
+        prev, run, key, miss = self.prev[ids], self.length[ids], self.key[ids], self.miss[ids]
         out: list[tuple[int, int, int]] = []
         for t in range(hits.shape[0]):
             h = hits[t]
             seen = h >= 0
-            run = np.where(seen & (h == prev), np.minimum(run + 1, _RUN_CAP), seen).astype(np.int16)
+            run = np.where(seen & (h == prev), np.minimum(run + 1, _RUN_CAP), seen)
             prev = h
             held = h == key
-            miss = np.where(held, 0, np.minimum(miss + 1, RELEASE_MISSES)).astype(np.int16)
-            key = np.where(miss >= RELEASE_MISSES, -1, key).astype(np.int8)
+            miss = np.where(held, 0, np.minimum(miss + 1, RELEASE_MISSES))
+            key = np.where(miss >= RELEASE_MISSES, -1, key)
             pressed = (run >= ONSET_HITS) & ~held
             if pressed.any():
-                idx = np.flatnonzero(pressed)
-                key = np.where(pressed, h, key).astype(np.int8)
-                miss = np.where(pressed, 0, miss).astype(np.int16)
-                out.extend((t, int(i), int(h[i])) for i in idx)
-        self.prev[where], self.length[where], self.key[where], self.miss[where] = prev, run, key, miss
+                key = np.where(pressed, h, key)
+                miss = np.where(pressed, 0, miss)
+                out.extend((t, int(positions[i]), int(h[i])) for i in np.flatnonzero(pressed))
+        self.prev[ids], self.length[ids], self.key[ids], self.miss[ids] = prev, run, key, miss
         return out
