@@ -66,6 +66,7 @@ class Mailer:
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def configured(self) -> bool:
@@ -92,10 +93,12 @@ class Mailer:
 
     # -- the sender ------------------------------------------------------------------------
     def start(self) -> None:
+        self._stopping = False
         if self.configured and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="mailer")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -105,7 +108,7 @@ class Mailer:
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.send_due()
             except Exception:
@@ -116,7 +119,10 @@ class Mailer:
                 log.exception("mail sender cannot read the outbox; retrying")
                 wait = self.poll_interval
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+                # cancellation that stop() sends, and the sender would never end.
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -131,7 +137,9 @@ class Mailer:
 
     def _claim(self) -> list[_Claimed]:
         now = self.clock()
-        with self.store.session() as s:
+        # Exclusive (SQLite: BEGIN IMMEDIATE) because it reads then writes: a plain transaction
+        # would fail with "database is locked" when a request writes at the same moment.
+        with self.store.session(exclusive=True) as s:
             candidates = s.scalars(
                 select(OutboxMessage).where(or_(
                     (OutboxMessage.status == QUEUED) & (OutboxMessage.next_attempt_at <= now),
@@ -180,7 +188,7 @@ class Mailer:
     def _settle(self, m: _Claimed, error: str | None) -> None:
         now = self.clock()
         attempts = m.attempt
-        with self.store.session() as s:
+        with self.store.session(exclusive=True) as s:
             if error is None:
                 values = dict(status=SENT, sent_at=now, last_error=None)
             elif attempts >= MAX_ATTEMPTS:
