@@ -35,6 +35,10 @@ bench: $(STAMP) debian-bench-deps
 	$(PY) bench/parse.py
 	$(PY) bench/register.py
 	$(PY) bench/calls.py
+	$(PY) bench/relay.py
+	$(PY) bench/routing.py
+	$(PY) bench/api.py
+	$(PY) bench/dtmf.py
 
 clean:
 	rm -rf $(VENV) var

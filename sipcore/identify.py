@@ -41,7 +41,7 @@ class CallerIdentifier:
                  now: float) -> DeviceCaller | TrunkCaller | Response:
         trunk = self.trunk_for_source(source[0], source[1])
         if trunk is not None:
-            return TrunkCaller(trunk.name, unescape(req.from_.uri.user or "") or None)
+            return TrunkCaller(trunk.name, unescape(req.from_.uri.user or "") or None, trunk_id=trunk.id)
         user = unescape(req.from_.uri.user or "").lower()
         if user:
             for binding in self.bindings.lookup(user, now):

@@ -3,6 +3,8 @@ registers with the credentials README.md names (the server here gets free ports 
 temporary store, everything else comes from the shipped files)."""
 from __future__ import annotations
 
+import os
+
 import re
 import socket
 from pathlib import Path
@@ -20,6 +22,10 @@ def readme_credentials() -> dict[str, str]:
     return dict(re.findall(r"^\| `([\w-]+)` \| `([^`]+)` \| \d+ \|$", text, re.M))
 
 
+def server_rtp_base() -> int:
+    return 60000 - 2000 * (os.getpid() % 10)
+
+
 def test_readme_credentials_register_against_the_shipped_configuration(tmp_path: Path):
     creds = readme_credentials()
     assert set(creds) == {"alice", "bob"}
@@ -33,6 +39,11 @@ def test_readme_credentials_register_against_the_shipped_configuration(tmp_path:
     config["store"]["url"] = f"sqlite:///{tmp_path / 'callrouter.db'}"
     config["location"]["snapshot_path"] = str(tmp_path / "bindings.db")
     config["org"] = str(ROOT / "config" / "example-org.yaml")
+    # Relative paths in the shipped file point at config/; the copy lives elsewhere.
+    if (config.get("carrier") or {}).get("simulator"):
+        config["carrier"]["simulator"] = str(ROOT / "config" / config["carrier"]["simulator"])
+    # A slice of RTP ports of its own, like every test server.
+    config["rtp"].update(port_min=server_rtp_base(), port_max=server_rtp_base() + 1998)
     server = ServerProcess(tmp_path)
     server.config_path.write_text(yaml.safe_dump(config))
     server.sip_port, server.api_port = config["sip"]["port"], config["api"]["port"]
