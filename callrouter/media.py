@@ -15,11 +15,18 @@ from sipcore.relay import MediaRelay, RelayError, RelaySession
 log = logging.getLogger("callrouter.media")
 
 
+# Control requests in flight at once. The control channel is an AF_UNIX SEQPACKET pair, whose
+# queue holds net.unix.max_dgram_qlen messages (10 by default): past that, sends wait for room,
+# and with a few hundred requests outstanding the channel was seen to stall for good.
+IN_FLIGHT = 8
+
+
 class RelayPool:
     def __init__(self, relay: MediaRelay, spare: int = 64):
         self.relay = relay
         self.address = relay.advertise
         self.spare = spare
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
         self._ready: list[RelaySession] = []
         self._refilling: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -48,13 +55,19 @@ class RelayPool:
         return session.id, {"a": session.leg_a.local_port, "b": session.leg_b.local_port}
 
     def set_remote(self, session_id, leg: str, remote: tuple[str, int] | None) -> None:
-        self._spawn(self.relay.update(session_id, leg, remote))
+        self._spawn(self._ask(self.relay.update, session_id, leg, remote))
 
     def close_session(self, session_id) -> None:
         self.active -= 1
-        self._spawn(self.relay.release(session_id))
+        self._spawn(self._ask(self.relay.release, session_id))
 
     # -- internals -------------------------------------------------------------------------
+    async def _ask(self, request, *args):
+        # The semaphore wakes waiters in order, so requests still reach the relay in the order
+        # they were made (an update before the release of the same session).
+        async with self._slots:
+            return await request(*args)
+
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -74,7 +87,7 @@ class RelayPool:
         # in flight): one round trip refills the pool after a burst of INVITEs, which one
         # request at a time could not keep up with.
         while len(self._ready) < self.spare:
-            results = await asyncio.gather(*(self.relay.allocate("spare")
+            results = await asyncio.gather(*(self._ask(self.relay.allocate, "spare")
                                              for _ in range(self.spare - len(self._ready))),
                                            return_exceptions=True)
             self._ready.extend(r for r in results if isinstance(r, RelaySession))
