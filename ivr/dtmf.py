@@ -220,19 +220,20 @@ class BatchDetector:
         self._spectra[..., where] = spectra[:, -HISTORY_BLOCKS:]
         self._energy[:, where] = energy[-HISTORY_BLOCKS:]
         ids = np.arange(where.start, where.stop) if isinstance(where, slice) else where
+        kept = self._harmonics_kept[where].copy()
+        self._harmonics_kept[where] = False      # unless computed again in this tick
 
         def harmonic_spectra(positions: np.ndarray) -> np.ndarray:
             chosen = ids[positions]
             new = self._analysis.blocks(frames[positions], self.blocks_per_frame, harmonics=True)
             old = self._harmonics[..., chosen]
-            stale = np.flatnonzero(~self._harmonics_kept[chosen])
+            stale = np.flatnonzero(~kept[positions])
             if stale.size:
                 old[..., stale] = self._analysis.blocks(self._samples[chosen[stale]], HISTORY_BLOCKS, harmonics=True)
             self._harmonics[..., chosen] = new[:, -HISTORY_BLOCKS:]
             self._harmonics_kept[chosen] = True
             return np.concatenate([old, new], axis=1)
 
-        self._harmonics_kept[where] = False      # unless computed again in this tick
         hits = self._analysis.hits(spectra, energy, harmonic_spectra)
         self._samples[where] = frames[:, -self._samples.shape[1]:]
         return [(int(channels[i]), KEYS[code]) for _, i, code in self._tracker.run(where, hits)]
@@ -252,6 +253,7 @@ class BatchDetector:
                              f"got shape {pcm.shape}")
         block, seg = self.block_samples, _STREAM_SEGMENT
         history = len(self._samples[ch])
+        self._harmonics_kept[ch] = False
         digits: list[str] = []
         for start in range(0, len(pcm), self.frame_samples * 3000):    # a minute at a time
             part = pcm[start:start + self.frame_samples * 3000]

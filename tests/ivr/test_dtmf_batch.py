@@ -88,6 +88,55 @@ def test_a_stream_fed_in_pieces_gives_the_digits_of_the_whole():
     assert "".join(digits) == detect_digits(stream)
 
 
+def test_process_and_feed_stream_can_take_turns_on_one_channel():
+    """Each window looks back over blocks (and their harmonics) from earlier ticks; whichever
+    call fed them, the digits are those of the whole stream. Short presses (32-40 ms, just
+    three or four hits each) make every window count; notes with a strong row harmonic
+    between them must not become digits."""
+    rng = np.random.default_rng(15)
+    row, _ = digit_frequencies("5")
+    parts, keys = [np.zeros(400)], ""
+    for i in range(60):
+        key = KEYS[rng.integers(16)]
+        keys += key
+        parts += [dtmf_tone(key, int(rng.integers(256, 320))), np.zeros(int(rng.integers(400, 700)))]
+        if i % 6 == 5:
+            n = int(rng.integers(800, 2400))
+            parts += [dtmf_tone("5", n) + sine(3 * row, n, -13.0), np.zeros(500)]
+    stream = g711_round_trip(to_pcm(np.concatenate(parts)))
+    stream = stream[: len(stream) // FRAME * FRAME]
+    expected = detect_digits(stream)
+    assert len(expected) >= 50
+    for pattern in ([2, 1], [1, 1], [3, 2], [1, 3]):
+        detector = BatchDetector(2)
+        detector.add_channel()
+        ch = detector.add_channel()
+        digits, start, turn = "", 0, 0
+        while start < len(stream):
+            piece = stream[start:start + pattern[turn % 2] * FRAME]
+            if turn % 2 == 0:
+                for i in range(len(piece) // FRAME):
+                    digits += "".join(d for _, d in detector.process(piece[None, i * FRAME:(i + 1) * FRAME], np.array([ch])))
+            else:
+                digits += "".join(detector.feed_stream(ch, piece))
+            start += len(piece)
+            turn += 1
+        assert digits == expected, pattern
+
+    # A key through process, a pause and 40 ms of a note through feed_stream, then the rest of
+    # the note through process: on the same two tones, its row harmonic (12 dB down) must keep
+    # it from being a key.
+    note = dtmf_tone("5", 2400) + sine(3 * row, 2400, -22.0)
+    audio = g711_round_trip(to_pcm(np.concatenate([dtmf_tone("5", 640), np.zeros(960), note])))
+    detector = BatchDetector(1)
+    ch = detector.add_channel()
+    digits = [d for t in range(4) for _, d in detector.process(audio[None, t * FRAME:(t + 1) * FRAME], np.array([ch]))]
+    digits += detector.feed_stream(ch, audio[4 * FRAME:12 * FRAME])
+    digits += [d for t in range(12, len(audio) // FRAME)
+               for _, d in detector.process(audio[None, t * FRAME:(t + 1) * FRAME], np.array([ch]))]
+    assert "".join(digits) == detect_digits(audio) == "5"
+
+
 def test_digit_is_reported_within_55_ms_of_the_tone_starting():
     """A press is reported as it starts, not when it ends: at the latest in the tick after
     the third 5 ms window that holds it (the tone may start anywhere in a frame)."""
