@@ -38,6 +38,7 @@ from .calls import (
 from .auth import answer_challenge
 from .dialog import Dialog, new_call_id, new_tag
 from .emergency import emergency_body
+from .localcalls import LocalCalls, _Bridge
 from .location import MemoryBindingStore
 from .message import Request, Response, make_response
 from .transaction import MAGIC_COOKIE, ClientTransaction, Deliver, Send, ServerTransaction, TimedOut, TransactionLayer
@@ -60,7 +61,7 @@ class _Relay:
         self.call, self.side, self.txn, self.method = call, side, txn, method
 
 
-class B2BUA:
+class B2BUA(LocalCalls):
     def __init__(self, *, transactions: TransactionLayer, bindings: MemoryBindingStore,
                  identify: Callable[[Request, Address, str, float], Any],
                  router: Callable[[str, Any, float], Any],
@@ -119,6 +120,8 @@ class B2BUA:
             self._fork_response(data, item.txn, item.response, now)
         elif isinstance(data, _Relay):
             self._relay_response(data, item.response, now)
+        elif isinstance(data, _Bridge):
+            self._bridge_response(data, item.response, now)
         return self.drain()
 
     def on_ack(self, req: Request, now: float) -> list[Send]:
@@ -168,6 +171,8 @@ class B2BUA:
                 continue
             if kind == "no-answer":
                 self._no_answer(call, now)
+            elif kind == "transfer":
+                self._transfer_timeout(call, now)
             elif kind == "2xx":
                 self._retransmit_2xx(call, now)
         return self.drain()
@@ -176,6 +181,8 @@ class B2BUA:
     def _timer_live(call: Call, kind: str, deadline: float) -> bool:
         if kind == "no-answer":
             return call.no_answer_at == deadline and call.state in (State.ROUTING, State.EARLY)
+        if kind == "transfer":
+            return call.transfer_deadline == deadline and call.state is not State.ENDED
         return call.a_2xx is not None and call.state is State.ANSWERED and call.a_2xx_deadline > 0
 
     def _schedule(self, call: Call, kind: str, deadline: float) -> None:
@@ -243,6 +250,11 @@ class B2BUA:
         return None
 
     def _ring_person(self, call: Call, route: RingPerson, body: bytes, now: float) -> None:
+        if not self._fork_to_person(call, route, body, now):
+            self._refuse(call, 480, None, "no registered device", now)
+
+    def _fork_to_person(self, call: Call, route: RingPerson, body: bytes, now: float) -> bool:
+        """INVITE every registered device of the person; False when none is registered."""
         call.callee.update(personId=route.person_id, name=route.display_name)
         caller_source = call.a.dialog.dest
         targets = []
@@ -253,8 +265,7 @@ class B2BUA:
                     continue  # the phone that is calling does not ring itself
                 targets.append((username, binding, dest))
         if not targets:
-            self._refuse(call, 480, None, "no registered device", now)
-            return
+            return False
         cid = route.caller_id
         for username, binding, dest in targets:
             host, port = self.local(binding.transport, dest)
@@ -263,6 +274,7 @@ class B2BUA:
             to_value = _name_addr(route.display_name, f"sip:{_user(route.dialled)}@{host}")
             self._send_invite(call, username, uri, dest, binding.transport, from_value, to_value,
                               body, {}, now)
+        return True
 
     def _to_trunk(self, call: Call, route: ToTrunk, body: bytes, now: float) -> None:
         trunk = route.trunk
@@ -349,6 +361,10 @@ class B2BUA:
     def _fork_response(self, fork: Fork, txn: ClientTransaction, resp: Response, now: float) -> None:
         call = fork.call
         status = resp.status
+        if call.transfer_deadline is not None or (call.app is not None and call.b is None
+                                                   and call.state is not State.ROUTING):
+            self._transfer_fork_response(fork, resp, now)
+            return
         if status < 200:
             if status == 100 or call.state not in (State.ROUTING, State.EARLY):
                 return
@@ -445,9 +461,14 @@ class B2BUA:
         if body:
             out.body = body
             out.set("Content-Type", "application/sdp")
+        call.callee.setdefault("device", fork.target)
+        self._answer_caller(call, out, now)
+
+    def _answer_caller(self, call: Call, out: Response, now: float) -> None:
+        """Send the caller our 2xx, and keep re-sending it over UDP until the ACK (§13.3.1.4)."""
         call.state = State.ANSWERED
         call.answered = now
-        call.callee.setdefault("device", fork.target)
+        self._dialogs[(call.a.dialog.call_id, call.a.dialog.local_tag)] = (call, call.a)
         sends = self._send_response(call.txn, out, now)
         if call.txn.transport == "UDP" and sends:
             call.a_2xx = sends[0].data
@@ -472,6 +493,11 @@ class B2BUA:
         self._send_in_dialog(dialog, "BYE", now)
 
     def _fork_failed(self, call: Call, now: float) -> None:
+        if call.transfer_deadline is not None:
+            self._transfer_fork_failed(call, now)
+            return
+        if call.app is not None:
+            return  # a late failure of an abandoned transfer: the call is in its application
         if call.b is not None or any(f.final is None for f in call.forks):
             return
         status, reason = aggregate_failure(call.forks)
@@ -539,6 +565,8 @@ class B2BUA:
             resp = make_response(req, 501)
             resp.set("Allow", ALLOW)
             return resp
+        if call.app is not None and call.b is None:
+            return self._local_request(call, side, req, txn, now)
         other = call.other(side)
         if other is None or call.state is State.ENDED:
             return make_response(req, 481)
@@ -634,6 +662,11 @@ class B2BUA:
                 call.media.close()
             except Exception:
                 log.exception("call %s: releasing media failed", call.id)
+        if call.app is not None:
+            try:
+                call.app.on_end(call, now)
+            except Exception:
+                log.exception("call %s: the application failed at the end of the call", call.id)
         if self.records is not None:
             record = CallRecord(
                 call_id=call.invite.call_id, direction=call.direction, caller=call.caller,

@@ -106,6 +106,11 @@ class Call:
     a_2xx_deadline: float = 0.0
     no_answer_at: float | None = None
     hangup_by: str | None = None        # "caller", "callee" or "system"
+    # A call answered here (an auto attendant): the application that handles it, the SDP the
+    # caller last offered, and while it is being transferred the deadline of that attempt.
+    app: Any = None
+    a_offer: bytes = b""
+    transfer_deadline: float | None = None
 
     def other(self, side: Side) -> Side | None:
         return self.b if side is self.a else self.a

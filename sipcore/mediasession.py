@@ -51,6 +51,11 @@ class RelayedMedia:
         self._offers: dict[str, SessionDescription] = {}
         self._closed = False
 
+    def adopt_origin(self, leg: str, origin: LegOrigin) -> None:
+        """Continue a session description the caller already has from us (the IVR answered
+        it), so a re-INVITE towards the relay is a new version of the same session."""
+        self.origins[leg] = origin
+
     def offer(self, leg: str, body: bytes) -> bytes:
         sdp = _parse(body)
         try:

@@ -391,3 +391,95 @@ def test_a_trunk_that_challenges_gets_the_invite_again_signed_with_its_ha1():
     net.send(again, TRUNK)
     final, = [m for m in net.take(ALICE) if m.status >= 200]
     assert final.status == 503 and "trunk authentication" in final.reason
+
+
+class FakeApp:
+    """Stands in for the IVR: records what the B2BUA tells it."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_info(self, call, ctype, body, now):
+        self.events.append(("info", ctype, body))
+
+    def on_reoffer(self, call, sdp, now):
+        self.events.append(("reoffer",))
+        return SDP.replace(b"PHONE", b"IVR")
+
+    def on_transferred(self, call, now):
+        self.events.append(("transferred",))
+
+    def on_transfer_failed(self, call, status, reason, now):
+        self.events.append(("failed", status, reason))
+
+    def on_end(self, call, now):
+        self.events.append(("end",))
+
+
+def answered_by_app(net):
+    from routing.route import RunAutoAttendant
+
+    app = FakeApp()
+    net.route = RunAutoAttendant(auto_attendant_id="aa1", location_id="loc", name="Main menu",
+                                 caller_id=CallerId("+15125550101", "Alice"), dialled="+15125550100")
+    calls = []
+    net.b2b.auto_attendant = lambda call, route, now: calls.append(call)
+    raw = invite("+15125550100")
+    net.send(raw, ALICE)
+    call, = calls
+    net._collect(net.b2b.answer_locally(call, SDP.replace(b"PHONE", b"IVR"), app, net.now))
+    ok, = [m for m in net.take(ALICE) if m.status == 200]
+    a_inv = parse(raw)
+    net.send(in_dialog(None, "ACK", 1, ALICE, a_tag=a_inv.from_.tag, remote_tag=ok.to.tag, call_id=a_inv.call_id), ALICE)
+    return app, call, a_inv, ok
+
+
+def test_an_application_answers_and_gets_info_reoffers_and_the_end(net):
+    app, call, a_inv, ok = answered_by_app(net)
+    assert b"IVR" in ok.body and net.take(DESK) == []
+    dlg = dict(a_tag=a_inv.from_.tag, remote_tag=ok.to.tag, call_id=a_inv.call_id)
+    net.send(in_dialog(None, "INFO", 2, ALICE, b"Signal=1\r\nDuration=100\r\n", **dlg), ALICE)
+    assert [m.status for m in net.take(ALICE)] == [200]
+    net.send(in_dialog(None, "INVITE", 3, ALICE, SDP + b"a=sendonly\r\n", **dlg), ALICE)
+    reok, = net.take(ALICE)
+    assert reok.status == 200 and b"IVR" in reok.body
+    net.send(in_dialog(None, "BYE", 4, ALICE, **dlg), ALICE)
+    assert [m.status for m in net.take(ALICE)] == [200]
+    assert [e[0] for e in app.events] == ["info", "reoffer", "end"]
+    assert app.events[0][1:] == ("application/dtmf-relay", b"Signal=1\r\nDuration=100\r\n")
+
+
+def test_transfer_rings_the_target_bridges_the_first_answer_and_releases_the_application(net):
+    app, call, a_inv, ok = answered_by_app(net)
+    net._collect(net.b2b.transfer(call, ring_bob(), net.now))
+    desk_inv, = net.requests(DESK, "INVITE")
+    soft_inv, = net.requests(SOFT, "INVITE")
+    assert b"RELAY-OFFER-FROM-a" in desk_inv.body  # the caller's own offer, through the relay
+    net.send(answer(desk_inv, 180, "d"), DESK)
+    assert net.take(ALICE) == []  # the application keeps the caller company while it rings
+    net.send(answer(soft_inv, 200, "soft", SOFT, SDP), SOFT)
+    assert [m.method for m in net.requests(SOFT)] == ["ACK"]
+    assert net.requests(DESK, "CANCEL")
+    reinvite, = net.requests(ALICE, "INVITE")
+    assert reinvite.call_id == a_inv.call_id and b"RELAY-OFFER-FROM-b" in reinvite.body
+    assert app.events == [("transferred",)]
+    net.send(answer(reinvite, 200, "x", ALICE, SDP), ALICE)
+    assert [m.method for m in net.requests(ALICE)] == ["ACK"]
+    # From now on it is an ordinary bridged call: the callee's BYE reaches the caller.
+    net.send(in_dialog(None, "BYE", 1, SOFT, a_tag="soft", remote_tag=soft_inv.from_.tag, call_id=soft_inv.call_id), SOFT)
+    assert net.requests(ALICE, "BYE")
+    assert net.records[-1].disposition == "ANSWERED" and net.records[-1].callee["transferred"] is True
+
+
+def test_a_transfer_nobody_answers_comes_back_to_the_application(net):
+    app, call, a_inv, ok = answered_by_app(net)
+    net._collect(net.b2b.transfer(call, ring_bob(), net.now, timeout=20))
+    desk_inv, = net.requests(DESK, "INVITE")
+    soft_inv, = net.requests(SOFT, "INVITE")
+    net.send(answer(desk_inv, 180, "d"), DESK)
+    net.send(answer(soft_inv, 486, "s"), SOFT)
+    assert app.events == []
+    net.advance(21)
+    assert app.events == [("failed", 480, "no answer")] and net.requests(DESK, "CANCEL")
+    net.send(answer(desk_inv, 487, "d"), DESK)  # the cancelled fork's answer does not end the call
+    assert call.state.name == "CONFIRMED" and net.records == []
