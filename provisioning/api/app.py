@@ -14,7 +14,8 @@ from aiohttp import web
 
 from provisioning.api import framework
 from provisioning.api._openapi import build_openapi, docs_page
-from provisioning.api.framework import CONTEXT_KEY, ApiContext, make_handler, problem_middleware
+from provisioning.api._dispatch import make_handler, problem_middleware
+from provisioning.api.framework import CONTEXT_KEY, ApiContext
 
 log = logging.getLogger("callrouter.api")
 
