@@ -88,9 +88,10 @@ class Runtime:
         self.local_address = LocalAddress(s.sip.host, {"UDP": s.sip.port, "TCP": s.sip.port,
                                                        "TLS": s.sip.tls_port}, s.sip.advertise)
         media_factory = PassthroughMedia
+        relay_host, relay_advertise = relay_binding(s)
+        ivr_min, ivr_max = ivr_ports(s)
         if s.rtp.relay:
-            relay_host, relay_advertise = relay_binding(s)
-            self.relay = MediaRelay(relay_host, s.rtp.port_min, s.rtp.port_max + 1,
+            self.relay = MediaRelay(relay_host, s.rtp.port_min, ivr_min - 1,
                                     advertise=relay_advertise, on_exit=self._relay_died)
             await self.relay.start()
             self.relay_pool = RelayPool(self.relay)
@@ -105,6 +106,7 @@ class Runtime:
             records=self.call_records, no_answer_timeout=s.calls.no_answer_timeout,
             emergency_notify=self._emergency_notify,
         )
+        await self._start_attendants(relay_host, relay_advertise, ivr_min, ivr_max)
         self.endpoint = Endpoint(
             registrar=Registrar(self.bindings, RegistrarPolicy(
                 min_expires=s.registrar.min_expires, max_expires=s.registrar.max_expires,
@@ -162,6 +164,8 @@ class Runtime:
             await self.relay_pool.stop()
         if self.relay is not None:
             await self.relay.stop()
+        if getattr(self, "ivr_media", None) is not None:
+            await self.ivr_media.stop()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
         await self.flush()
@@ -180,6 +184,40 @@ class Runtime:
         self.credentials.clear()
         self.credentials.update(fresh)
         log.info("%d SIP credentials loaded (realm %s)", len(fresh), self.realm)
+
+    async def _start_attendants(self, host: str, advertise: str, port_min: int, port_max: int) -> None:
+        """The IVR: attendants from the store, a media worker process, the per-call menus."""
+        from ivr.calls import AttendantCalls
+        from ivr.prompts import PromptLibrary
+
+        try:
+            from ivr.media import IvrMedia
+        except ImportError:  # TODO(lead): remove once ivr/media.py lands (helper W)
+            log.warning("auto attendants disabled: no IVR media worker")
+            return
+
+        from .attendants import AttendantSupport
+
+        self.attendant_support = AttendantSupport(self.store, lambda: self.directory.current,
+                                                  await asyncio.to_thread(PromptLibrary))
+        await asyncio.to_thread(self.attendant_support.reload)
+        self.ivr_media = IvrMedia(host, port_min, port_max, advertise,
+                                  on_event=lambda event: self.attendant_calls.on_media_event(event))
+        await self.ivr_media.start()
+        self.attendant_calls = AttendantCalls(
+            b2bua=self.b2bua, media=self.ivr_media, send=self._send_sip,
+            attendant=self.attendant_support.attendant, menu_directory=self.attendant_support.menu_directory,
+            transfer_route=self.attendant_support.transfer_route, clip=self.attendant_support.clip,
+            clock=time.time, transfer_timeout=self.settings.calls.no_answer_timeout)
+        self.b2bua.auto_attendant = self.attendant_calls
+        self.b2bua.application_timers = self.attendant_calls
+
+    def _send_sip(self, sends) -> None:
+        """What the IVR's call side has the B2BUA send outside a SIP event (a digit, a timer)."""
+        if sends and self.sip is not None:
+            self.sip.send(sends)
+        if self.sip is not None:
+            self.sip.rearm()
 
     def _route(self, dialled: str, caller, now: float):
         from routing.resolve import resolve
@@ -235,6 +273,8 @@ class Runtime:
         """A committed change in the store: credentials and the routing directory follow."""
         await asyncio.to_thread(self.reload_credentials)
         self.directory.changed()
+        if getattr(self, "attendant_support", None) is not None:
+            await asyncio.to_thread(self.attendant_support.reload)
 
     async def flush(self) -> None:
         changes = self.bindings.take_dirty()
@@ -274,6 +314,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
           f"API http://{settings.api.host}:{settings.api.port}", flush=True)
     await stop.wait()
     await runtime.stop()
+
+
+def ivr_ports(s: Settings) -> tuple[int, int]:
+    """The auto attendants' media worker takes the top quarter of the RTP range (an even
+    start), the relay the rest."""
+    span = s.rtp.port_max + 2 - s.rtp.port_min
+    start = s.rtp.port_max + 2 - max(4, (span // 4) & ~1)
+    return start, s.rtp.port_max + 1
 
 
 def relay_binding(s: Settings) -> tuple[str, str]:

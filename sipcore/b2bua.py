@@ -94,6 +94,8 @@ class B2BUA(LocalCalls):
         self._cookie = os.urandom(3).hex()
         self._ids = (f"{os.urandom(4).hex()}-{n}" for n in itertools.count(1))
         self._host_cache: dict[str, str] = {}
+        # An application with deadlines of its own (the IVR's menus) shares our timer.
+        self.application_timers: Any = None
 
     # -- Endpoint contract ----------------------------------------------------------------------
     def drain(self) -> list[Send]:
@@ -156,12 +158,17 @@ class B2BUA(LocalCalls):
 
     def next_deadline(self) -> float | None:
         timers = self._timers
+        own = None
         while timers:
             deadline, _seq, call, kind = timers[0]
             if self._timer_live(call, kind, deadline):
-                return deadline
+                own = deadline
+                break
             heapq.heappop(timers)
-        return None
+        app = self.application_timers.next_deadline() if self.application_timers is not None else None
+        if app is not None and (own is None or app < own):
+            return app
+        return own
 
     def handle_timers(self, now: float) -> list[Send]:
         timers = self._timers
@@ -175,6 +182,8 @@ class B2BUA(LocalCalls):
                 self._transfer_timeout(call, now)
             elif kind == "2xx":
                 self._retransmit_2xx(call, now)
+        if self.application_timers is not None:
+            self.application_timers.handle_timers(now)
         return self.drain()
 
     @staticmethod

@@ -160,6 +160,10 @@ class SipServer:
                 continue
             conn.transport.write(item.data)
 
+    def rearm(self) -> None:
+        """Something outside a SIP event (a digit from the media side) created timers."""
+        self._arm()
+
     def _arm(self) -> None:
         deadline = self.endpoint.next_deadline()
         if deadline is None:
