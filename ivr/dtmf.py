@@ -152,6 +152,7 @@ class BatchDetector:
         self._tracker = _Tracker(max_channels)
         self._allocated = np.zeros(max_channels, dtype=bool)
         self._free = list(range(max_channels - 1, -1, -1))
+        self._ids = np.arange(max_channels)
 
     # -- channels ---------------------------------------------------------------------------
     def add_channel(self) -> int:
@@ -188,7 +189,7 @@ class BatchDetector:
         energy = np.concatenate([self._energy[:, where], analysis.energies(x, k, blocks)])
         self._energy[:, where] = energy[-HISTORY_BLOCKS:]
         window_energy = analysis.window_energy(energy)
-        ids = np.arange(where.start, where.stop) if isinstance(where, slice) else where
+        ids = self._ids[where]
         # Spectra are needed only for channels loud enough to hold a key; for the others the
         # caches lapse and are rebuilt from the kept samples when they are needed again.
         loud = analysis.loud(window_energy)
@@ -272,7 +273,7 @@ class BatchDetector:
             return frames, channels, channels
         channels = channels.astype(np.intp, copy=False)
         first, last = int(channels[0]), int(channels[-1])
-        if last - first == len(channels) - 1 and (len(channels) == 1 or bool(np.all(np.diff(channels) == 1))):
+        if last - first == len(channels) - 1 and np.array_equal(channels, self._ids[first:last + 1]):
             if first < 0 or last >= self.max_channels:
                 raise ValueError(f"channel ids must be in 0..{self.max_channels - 1}")
             where: slice | np.ndarray = slice(first, last + 1)

@@ -104,8 +104,9 @@ class WindowAnalysis:
         self.cos_octave = np.float32(np.cos(2.0 * np.pi * OCTAVE_HZ * block / sample_rate))
 
     def samples(self, frames: np.ndarray, blocks: int) -> np.ndarray:
-        """(k, blocks * block) int16 -> (k * blocks, block) float64, one row per block."""
-        return frames.reshape(frames.shape[0] * blocks, self.block).astype(np.float64)
+        """(k, blocks * block) int16 (or such samples already in float64) -> (k * blocks, block)
+        float64, one row per block."""
+        return frames.reshape(frames.shape[0] * blocks, self.block).astype(np.float64, copy=False)
 
     def energies(self, x: np.ndarray, k: int, blocks: int) -> np.ndarray:
         """Each block's energy, (blocks, k) float32, from samples(); exact (integer sums)."""
