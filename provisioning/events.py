@@ -53,9 +53,8 @@ class EventBus:
         """
         if not events:
             return
-        batch = tuple(events)
         for callback in list(self._subscribers):
             try:
-                callback(batch)
+                callback(list(events))  # a list of its own: one subscriber cannot alter another's
             except Exception:
-                log.exception("change-event subscriber %r failed on %d events", callback, len(batch))
+                log.exception("change-event subscriber %r failed on %d events", callback, len(events))

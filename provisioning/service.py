@@ -14,14 +14,13 @@ extension, a number not yet given away) cannot interleave between processes.
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from provisioning import audit
@@ -29,8 +28,6 @@ from provisioning.events import ChangeEvent, EventBus
 from provisioning.mail import Mailer
 from provisioning.store import Store
 from provisioning.tables_access import OutboxMessage, StoreGeneration
-
-log = logging.getLogger("callrouter.service")
 
 
 class Role(enum.StrEnum):
@@ -136,8 +133,3 @@ class Services:
         self.events.deliver(uow.events)
         assert self.mailer is not None
         self.mailer.committed(uow.messages)
-
-    def generation(self) -> int:
-        """How many units of work have committed changes to this store (any process)."""
-        with self.store.engine.connect() as conn:
-            return conn.execute(select(StoreGeneration.value).where(StoreGeneration.id == 1)).scalar_one()
