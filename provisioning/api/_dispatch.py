@@ -154,7 +154,9 @@ def _replay(ctx: ApiContext, claim: _IdempotencyClaim) -> web.Response | None:
 
 def _store_response(ctx: ApiContext, claim: _IdempotencyClaim, response: web.Response) -> None:
     body = response.body if isinstance(response.body, bytes) else b""
-    with ctx.store.session() as s:
+    # Exclusive: a read-then-write in a plain SQLite transaction fails at once ("database is
+    # locked") when another writer is busy, and this request has already succeeded.
+    with ctx.store.session(exclusive=True) as s:
         row = s.scalar(select(IdempotencyRecord).where(IdempotencyRecord.scope == claim.scope,
                                                        IdempotencyRecord.key == claim.key))
         if row is not None:
