@@ -217,7 +217,12 @@ def make_handler(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamR
         finally:
             _CURRENT_CLAIM.reset(token)
         if claim is not None and claim.recorded:
-            _store_response(ctx, claim, response)
+            try:
+                _store_response(ctx, claim, response)
+            except Exception:
+                # The change is committed; the client still gets its answer. A replay of this
+                # key will say the response was not recorded (409) rather than apply it twice.
+                log.exception("could not record the response for Idempotency-Key %r", claim.key)
         if cache_key is not None and response.status == 200 and isinstance(response.body, bytes):
             ctx.remember(cache_key, generation, response.body, response.headers.get("ETag", ""))
             return _conditional_get(request, response.body, response.headers.get("ETag", ""))
