@@ -223,7 +223,8 @@ def make_handler(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamR
                 # The change is committed; the client still gets its answer. A replay of this
                 # key will say the response was not recorded (409) rather than apply it twice.
                 log.exception("could not record the response for Idempotency-Key %r", claim.key)
-        if cache_key is not None and response.status == 200 and isinstance(response.body, bytes):
+        if (cache_key is not None and response.status == 200 and isinstance(response.body, bytes)
+                and response.content_type == "application/json"):
             ctx.remember(cache_key, generation, response.body, response.headers.get("ETag", ""))
             return _conditional_get(request, response.body, response.headers.get("ETag", ""))
         return response
@@ -237,8 +238,6 @@ def _conditional_get(request: web.Request, body: bytes, etag: str) -> web.Respon
     if wanted and etag and (wanted.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in wanted.split(",")]):
         return web.Response(status=304, headers={"ETag": etag})
     return _json_response(200, body, {"ETag": etag} if etag else {})
-
-
 
 
 @web.middleware
