@@ -6,11 +6,14 @@
            challenges cheaply) and `rtp.relay: true` (the default: every call also allocates
            and frees relay ports), and
        (b) Kamailio's stateful record-routing proxy (../shared/bench-peers/), the reference,
-     with the same SIPp scenario (tests/interop/sipp/call-uac-bench.xml) and the same load shape.
-     As in bench/register.py, SIPp gets a rate far above what either can take and a cap on calls
-     in flight (-l); the cap is ramped on calibration runs and the best one with no failed call
-     and no retransmission is used for --rounds measured runs; the median round is the figure
-     (calls completed / SIPp's elapsed time). Target: callrouter >= 0.3 x Kamailio.
+     with the same SIPp scenarios (tests/interop/sipp/call-uac-bench.xml, call-uas-bench.xml)
+     and the same load shape. The figure is the highest rate served with zero failed calls:
+     SIPp paces new calls at rising rates (--rates) until a call fails or is retransmitted or
+     the rate is not reached; the best clean rate is run --rounds times and the median round
+     (calls completed / SIPp's elapsed time) is the figure; a failed call there fails the run.
+     (A cap on calls in flight with an unbounded rate, as bench/register.py uses, starts with
+     a burst that callrouter answers with 503 "media relay has no free ports" while its relay
+     pool refills.) Target: callrouter >= 0.3 x Kamailio.
 
   2. Concurrent relayed calls with RTP both ways: a load process sets up --relayed calls from
      "alice" to "bob" through callrouter (its own minimal SIP UAs: one call at a time, so each
@@ -22,7 +25,7 @@
 
 Run from the project root (`make bench` installs SIPp and Kamailio; this script installs nothing):
 
-    .venv/bin/python bench/calls.py [--calls 5000] [--rounds 3] [--relayed 500] [--seconds 10]
+    .venv/bin/python bench/calls.py [--round-seconds 5] [--rounds 3] [--rates 100,200,...] [--relayed 500] [--seconds 10]
 
 The last line of stdout carries the figures; bench/results/calls.json has the details. Exit
 status: 0 when every call succeeded and every process behaved (targets missed are reported,
@@ -61,6 +64,7 @@ SCENARIOS = ROOT / "tests" / "interop" / "sipp"
 TARGET_RATIO, TARGET_CALLS, TARGET_LOSS_PCT = 0.3, 500, 0.1
 CALLER, CALLEE = "alice", "bob"
 CALLEE_EXTENSION = NAMED_USERS[CALLEE][1]
+MAX_IN_FLIGHT = 5000  # SIPp -l: the rate, not a cap on calls in flight, sets the load
 # Relay ports for the benchmark's server: below the tests' slices (20000+) and the kernel's
 # ephemeral range, and room for thousands of calls (4 ports per call).
 RTP_PORTS = (10000, 19998)
@@ -168,43 +172,69 @@ def sipp_callee(sipp: str, port: int, workdir: Path):
 
 
 def measure_cps(sipp: str, target: tuple[str, int], service: str, args, workdir: Path, label: str, alive) -> dict:
+    """The highest call rate served with no failed call: SIPp paces new calls at each rate of
+    args.rates in turn (calls in flight uncapped), stopping at the first rate with a failed or
+    retransmitted call or a rate it could not reach; the best clean rate is then measured
+    args.rounds times, where any failed call invalidates the run."""
     workdir.mkdir(parents=True, exist_ok=True)
     local_port = free_udp_port()
 
-    def run(calls: int, limit: int, tag: str) -> dict:
-        r = run_sipp_calls(sipp, target, service, calls, limit, args.rate, workdir, f"{label}-{tag}", local_port)
+    def run(calls: int, rate: int, tag: str, strict: bool) -> dict:
+        r = run_sipp_calls(sipp, target, service, calls, MAX_IN_FLIGHT, rate, workdir, f"{label}-{tag}", local_port)
+        r["rate"] = rate
         alive()
-        if r["failed"] or r["successful"] != calls or r["returncode"] != 0:
+        if strict and (r["failed"] or r["successful"] != calls or r["returncode"] != 0):
             raise BenchError(f"{label} {tag}: {r['successful']} of {calls} calls completed, {r['failed']} failed, "
                              f"SIPp rc {r['returncode']}\n{r['errors']}")
         return r
 
-    warm = run(args.calibration_calls, args.limits[0], "warmup")
+    def clean(r: dict) -> bool:
+        return (not r["failed"] and r["successful"] == r["calls"] and r["returncode"] == 0
+                and not r["retransmissions"] and r["per_s"] >= 0.85 * r["rate"])
+
+    def calls_for(rate: int, seconds: float) -> int:
+        return max(200, int(rate * seconds))
+
+    warm = run(calls_for(args.rates[0], args.calibration_seconds), args.rates[0], "warmup", strict=True)
     calibration: list[dict] = []
-    for limit in args.limits:
-        r = run(args.calibration_calls, limit, f"cal-l{limit}")
+    for rate in args.rates:
+        r = run(calls_for(rate, args.calibration_seconds), rate, f"cal-r{rate}", strict=False)
         calibration.append(r)
-        clean = [c for c in calibration if c["retransmissions"] == 0]
-        if len(calibration) >= 2 and r["per_s"] < 0.9 * max(c["per_s"] for c in calibration[:-1]):
-            break  # throughput stopped rising: more calls in flight only queue
-        if r["retransmissions"] and clean:
-            break  # the server started dropping: the cap before this one is the answer
-    clean = [c for c in calibration if c["retransmissions"] == 0] or calibration
-    chosen = max(clean, key=lambda c: c["per_s"])["limit"]
-    rounds = [run(args.calls, chosen, f"round{i}") for i in range(args.rounds)]
-    return {"chosen_limit": chosen, "per_s": round(statistics.median(r["per_s"] for r in rounds), 1),
+        if not clean(r):
+            break
+    good = [c for c in calibration if clean(c)]
+    if not good:
+        raise BenchError(f"{label}: calls failed even at {args.rates[0]} calls/s\n{calibration[0]['errors']}")
+    chosen = max(good, key=lambda c: c["per_s"])["rate"]
+    # A rate that was clean for a short calibration run may not hold for a long round on a
+    # shared machine: a failed round steps down one rate and starts the rounds again.
+    failed_rounds: list[dict] = []
+    while True:
+        try:
+            rounds = [run(calls_for(chosen, args.round_seconds), chosen, f"round{i}-r{chosen}", strict=True)
+                      for i in range(args.rounds)]
+            break
+        except BenchError as exc:
+            lower = [r for r in args.rates if r < chosen]
+            failed_rounds.append({"rate": chosen, "error": str(exc)[:600]})
+            if not lower:
+                raise
+            chosen = lower[-1]
+    for r in calibration + rounds + [warm]:
+        r["errors"] = r["errors"][:600]
+    return {"chosen_rate": chosen, "per_s": round(statistics.median(r["per_s"] for r in rounds), 1),
             "rounds_per_s": [r["per_s"] for r in rounds],
             "successful": sum(r["successful"] for r in rounds), "failed": sum(r["failed"] for r in rounds),
             "retransmissions": sum(r["retransmissions"] for r in rounds),
-            "warmup": warm, "calibration": calibration, "rounds": rounds}
+            "warmup": warm, "calibration": calibration, "rounds": rounds, "failed_rounds": failed_rounds}
 
 
 # --------------------------------------------------------------------------- callrouter
 
-def start_callrouter(workdir: Path) -> ServerProcess:
+def start_callrouter(workdir: Path, relay: bool = True) -> ServerProcess:
     server = ServerProcess(workdir, settings={
         "auth": {"required": False},
-        "rtp": {"relay": True, "port_min": RTP_PORTS[0], "port_max": RTP_PORTS[1]},
+        "rtp": {"relay": relay, "port_min": RTP_PORTS[0], "port_max": RTP_PORTS[1]},
         "security": {"rate_limit": 1_000_000, "rate_burst": 1_000_000},
         "location": {"snapshot_interval": 2},
         "log": {"level": "WARNING"},
@@ -229,9 +259,9 @@ def stop_callrouter(server: ServerProcess, label: str) -> None:
         raise BenchError(f"{label}: callrouter exit status {rc} on SIGTERM:\n{server.log()}")
 
 
-def bench_callrouter_cps(sipp: str, workdir: Path, args) -> dict:
-    label = "callrouter"
-    server = start_callrouter(workdir / label)
+def bench_callrouter_cps(sipp: str, workdir: Path, args, relay: bool = True) -> dict:
+    label = "callrouter" if relay else "callrouter-norelay"
+    server = start_callrouter(workdir / label, relay)
     try:
         callee_port = free_udp_port()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -601,29 +631,32 @@ def bench_relayed(workdir: Path, args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--calls", type=int, default=5000, help="calls in each measured run")
+    ap.add_argument("--round-seconds", type=float, default=5.0, help="length of each measured run")
     ap.add_argument("--rounds", type=int, default=3, help="measured runs per server (median reported)")
-    ap.add_argument("--calibration-calls", type=int, default=1500, help="calls per calibration run")
-    ap.add_argument("--limits", default="10,25,50,100,200,400", help="calls in flight (-l) to ramp through")
-    ap.add_argument("--rate", type=int, default=20_000, help="SIPp -r: far above either server here")
+    ap.add_argument("--calibration-seconds", type=float, default=2.0, help="length of each calibration run")
+    ap.add_argument("--rates", default="100,200,300,400,500,600,700,800,1000,1250,1500,2000,2500,3000,4000",
+                    help="call rates (SIPp -r) to ramp through, ascending")
     ap.add_argument("--relayed", type=int, default=TARGET_CALLS, help="concurrent relayed calls with RTP")
     ap.add_argument("--seconds", type=float, default=10.0, help="RTP play time of the relayed calls")
+    ap.add_argument("--skip-no-relay", action="store_true", help="skip the comparison run with rtp.relay false")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp traces)")
     args = ap.parse_args()
-    args.limits = [int(x) for x in args.limits.split(",")]
+    args.rates = [int(x) for x in args.rates.split(",")]
 
     sipp = shutil.which("sipp")
     if sipp is None:
         print("calls: FAILED: sipp is not installed (run `make bench`, which installs it)")
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="bench-calls-"))
-    result: dict = {"benchmark": "calls", "calls": args.calls, "rounds": args.rounds,
-                    "calibration_calls": args.calibration_calls, "limits": args.limits, "sipp_rate": args.rate,
+    result: dict = {"benchmark": "calls", "round_seconds": args.round_seconds, "rounds": args.rounds,
+                    "calibration_seconds": args.calibration_seconds, "rates": args.rates,
                     "callrouter_settings": {"auth.required": False, "rtp.relay": True},
                     "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
     status = 0
     try:
         result["callrouter"] = bench_callrouter_cps(sipp, workdir, args)
+        if not args.skip_no_relay:  # for comparison: the B2BUA without the relay's round trips
+            result["callrouter_no_relay"] = bench_callrouter_cps(sipp, workdir, args, relay=False)
         result["kamailio"] = bench_kamailio_cps(sipp, workdir, args)
         result["relayed"] = bench_relayed(workdir, args)
     except BenchError as exc:
@@ -640,7 +673,8 @@ def main() -> int:
     ratio = cr / kam if cr and kam else None
     relayed = result.get("relayed", {})
     loss = relayed.get("lost_pct")
-    failed = sum(result.get(k, {}).get("failed", 0) for k in ("callrouter", "kamailio"))
+    no_relay = result.get("callrouter_no_relay", {}).get("per_s")
+    failed = sum(result.get(k, {}).get("failed", 0) for k in ("callrouter", "callrouter_no_relay", "kamailio"))
     result.update({"ratio": round(ratio, 3) if ratio else None, "failed": failed, "targets": {
         "ratio": TARGET_RATIO, "relayed_calls": TARGET_CALLS, "lost_pct": TARGET_LOSS_PCT,
         "ratio_met": bool(ratio and ratio >= TARGET_RATIO),
@@ -654,7 +688,7 @@ def main() -> int:
         print(f"calls: FAILED: {result['error'].splitlines()[0]} (details in {out}, logs in {workdir})")
         return status
     print(f"calls: callrouter {cr:,.0f} cps vs kamailio {kam:,.0f} cps = {ratio:.2f}x ({failed} failed; "
-          f"callrouter auth off, relay on) | relayed {relayed['established']} calls {loss:.3f}% lost "
+          f"callrouter auth off, relay on{f'; relay off {no_relay:,.0f} cps' if no_relay else ''}) | relayed {relayed['established']} calls {loss:.3f}% lost "
           f"end to end ({relayed['packets_per_s']:,} packets/s) | targets >={TARGET_RATIO}x, >={TARGET_CALLS} calls <{TARGET_LOSS_PCT}%")
     return 0
 
