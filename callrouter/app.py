@@ -192,6 +192,9 @@ class Runtime:
 
         try:
             from ivr.media import IvrMedia
+            from ivr.media import WORKER as _worker
+            if not _worker.exists():
+                raise ImportError(str(_worker))
         except ImportError:  # TODO(lead): remove once ivr/media.py lands (helper W)
             log.warning("auto attendants disabled: no IVR media worker")
             return

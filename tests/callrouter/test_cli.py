@@ -33,16 +33,16 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], expected_sta
 def test_apply_reports_created_then_unchanged(store_url):
     first = run_cli("apply", str(EXAMPLE), "--store", store_url)
     assert (first.returncode, first.stderr) == (0, "")
-    assert first.stdout == f"applied {EXAMPLE}: 22 created, 0 updated, 0 unchanged\n"
+    assert first.stdout == f"applied {EXAMPLE}: 27 created, 1 updated, 0 unchanged\n"
     second = run_cli("apply", str(EXAMPLE), "--store", store_url)
-    assert second.stdout == f"applied {EXAMPLE}: 0 created, 0 updated, 22 unchanged\n"
+    assert second.stdout == f"applied {EXAMPLE}: 0 created, 0 updated, 27 unchanged\n"
 
 
 def test_apply_with_config_uses_its_store(tmp_path, capsys):
     config = tmp_path / "cr.yaml"
     config.write_text('store:\n  url: "sqlite:///data/cr.db"\n')
     assert cli.main(["apply", str(EXAMPLE), "--config", str(config)]) == 0
-    assert capsys.readouterr().out.endswith(": 22 created, 0 updated, 0 unchanged\n")
+    assert capsys.readouterr().out.endswith(": 27 created, 1 updated, 0 unchanged\n")
     assert (tmp_path / "data" / "cr.db").exists()
 
 
@@ -50,14 +50,14 @@ def test_apply_without_store_uses_default_under_working_directory(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     assert cli.main(["apply", str(EXAMPLE)]) == 0
     assert (tmp_path / "var" / "callrouter.db").exists()
-    assert "22 created" in capsys.readouterr().out
+    assert "27 created" in capsys.readouterr().out
 
 
 def test_apply_names_the_file_as_given(tmp_path):
     (tmp_path / "orgs").mkdir()
     (tmp_path / "orgs" / "acme.yaml").write_text(EXAMPLE.read_text())
     result = run_cli("apply", "orgs/acme.yaml", "--store", "sqlite:///cr.db", cwd=tmp_path)
-    assert result.stdout == "applied orgs/acme.yaml: 22 created, 0 updated, 0 unchanged\n"
+    assert result.stdout == "applied orgs/acme.yaml: 27 created, 1 updated, 0 unchanged\n"
 
 
 def test_bad_org_file_is_one_line_and_exit_2(tmp_path):
