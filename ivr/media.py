@@ -519,7 +519,7 @@ class IvrMedia:
     def _readable(self) -> None:
         while self._sock is not None:
             try:
-                data = self._sock.recv(1 << 20)
+                data = self._sock.recv(256 * 1024)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -570,9 +570,9 @@ class IvrMedia:
             return
         state.recording.append(blob)
         if message["last"]:
-            codes = b"".join(state.recording)
+            data = b"".join(state.recording)
             state.recording = []
-            self._emit(Recorded(ch, message["token"], g711.decode(codes, message["codec"])))
+            self._emit(Recorded(ch, message["token"], np.frombuffer(data, dtype=np.int16).copy()))
 
     def _emit(self, event: IvrEvent) -> None:
         try:

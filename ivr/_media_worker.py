@@ -1,0 +1,670 @@
+"""The IVR media process: one loop that, every 20 ms tick, serves every IVR channel at once.
+
+Started by `ivr.media.IvrMedia` as
+
+    python -I _media_worker.py CONTROL_FD HOST PORT_MIN PORT_MAX TICK RELATCH_GAP
+
+Each tick, in this order (docs/ivr-media.md has the reasons):
+
+1. Send: the next pre-encoded frame of every connected channel (its clip, or comfort silence
+   so that NATs and the phone's media timer stay happy), one RTP packet each, numbered by
+   the channel (SSRC, sequence number, timestamp = 160 per tick, marker on the first packet
+   and after a pause). Ticks keep absolute deadlines (start + n * tick), so lateness never
+   accumulates; a frame sent more than half a tick after its slot counts as late, and after
+   a stall of more than 200 ms the missed ticks are skipped (and counted late) rather than
+   sent in a burst.
+2. Receive: everything that arrived on every channel since the last tick, one
+   `recvfrom_into` into one scratch buffer per datagram (waking once per tick, not per
+   packet). Audio payloads land in the channel's row of one (channels, 160) array;
+   telephone-events go to the channel's `Rfc4733Receiver`. Symmetric RTP: the first valid
+   packet latches the channel's destination to its source, as the relay does.
+3. Detect: the rows of every channel that received a frame are decoded together and the
+   in-band `BatchDetector` runs once over them (a channel that got two frames in one tick,
+   after jitter or with 10 ms packets, has its second frame in a further round).
+   `DtmfDeduplicator` makes a press sent both as events and as tones one digit.
+4. Report: the tick's events (digits, playbacks done, failures) go to the parent in one
+   message; a heartbeat every 0.25 s tells it the loop is alive.
+
+Commands arrive between ticks, as JSON messages on the inherited SOCK_SEQPACKET socket:
+``{"ops": [...]}`` batches, and clip audio as ``{"op": "clip", ...}\\n<G.711 bytes>`` parts.
+When the control socket closes (the parent stopped or died) the process exits.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import resource
+import select
+import socket
+import struct
+import sys
+from collections import deque
+from pathlib import Path
+from time import monotonic
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))     # -I leaves the project off sys.path
+
+import numpy as np  # noqa: E402
+
+from ivr.dtmf import BatchDetector  # noqa: E402
+from ivr.dtmf_events import DtmfDeduplicator, Rfc4733Receiver  # noqa: E402
+from sipcore.g711 import ALAW_DECODE, ALAW_SILENCE, ULAW_DECODE, ULAW_SILENCE  # noqa: E402
+
+FRAME = 160
+HEADER = struct.Struct("!BBHII")
+AUDIO_PT = {"PCMU": 0, "PCMA": 8}
+SILENCE = {"PCMU": bytes([ULAW_SILENCE]) * FRAME, "PCMA": bytes([ALAW_SILENCE]) * FRAME}
+CN_PT = 13                    # comfort noise (RFC 3389): accepted and ignored
+MAX_BEHIND = 0.2              # a stall longer than this skips ticks instead of bursting
+MAX_PENDING = 10 * FRAME      # audio a channel may have waiting beyond one frame per round
+EXTRA_ROUNDS = 3              # detector rounds per tick for channels that got several frames
+RECEIVE_PASSES = 4            # sockets still readable are read again, up to this many times
+BEAT = 0.25
+PART = 48 * 1024
+EVENTS_PER_MESSAGE = 500
+RECORD_GRACE = 0.5            # a recording ends this long after max_seconds even if audio lags
+GC_EVERY = 10.0
+
+
+def warn(message: str) -> None:
+    print(f"ivr media worker: {message}", file=sys.stderr, flush=True)
+
+
+class Channel:
+    """One IVR channel: its RTP socket, where media goes, what it plays, what it hears."""
+
+    __slots__ = (
+        "id", "slot", "port", "sock", "rtcp", "row", "connected", "remote", "latched", "last_rx",
+        "dest", "codec", "pt", "event_pt", "ssrc", "seq", "ts_base", "marker", "tx", "silent",
+        "queue", "clip", "clip_id", "pos", "gen", "pending", "has_frame", "rec", "rec_token",
+        "rec_limit", "rec_deadline", "rfc4733", "dedup",
+    )
+
+    def __init__(self, cid: int, slot: int, port: int, sock: socket.socket, rtcp: socket.socket,
+                 row: memoryview):
+        self.id, self.slot, self.port, self.sock, self.rtcp, self.row = cid, slot, port, sock, rtcp, row
+        self.connected = False
+        self.remote: tuple | None = None      # from SDP (connect)
+        self.latched: tuple | None = None     # source of the caller's packets
+        self.last_rx = float("-inf")
+        self.dest: tuple | None = None        # where frames go; None: send nothing
+        self.codec = "PCMU"
+        self.pt = 0
+        self.event_pt: int | None = None
+        # Random starting points (RFC 3550 5.1).
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.ts_base = 0
+        self.marker = True
+        self.tx = bytearray(12 + FRAME)
+        self.silent = False                   # tx already holds a silence payload
+        self.queue: deque[str] = deque()      # clips after the current one
+        self.clip: memoryview | None = None
+        self.clip_id: str | None = None
+        self.pos = 0
+        self.gen = 0
+        self.pending = bytearray()            # audio beyond this round's frame
+        self.has_frame = False                # row holds a frame not yet analysed
+        self.rec: list[bytes] | None = None   # decoded frames being recorded
+        self.rec_token = 0
+        self.rec_limit = 0
+        self.rec_deadline = 0.0
+        self.rfc4733 = Rfc4733Receiver()
+        self.dedup = DtmfDeduplicator()
+
+
+def payload_bounds(buf: bytearray, n: int) -> tuple[int, int] | None:
+    """Where an RTP packet's payload lies (CSRCs, extension and padding skipped), or None."""
+    b0 = buf[0]
+    off = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        if off + 4 > n:
+            return None
+        off += 4 + 4 * ((buf[off + 2] << 8) | buf[off + 3])
+    end = n
+    if b0 & 0x20:
+        pad = buf[n - 1]
+        if pad == 0:
+            return None
+        end -= pad
+    return (off, end) if off <= end else None
+
+
+class Worker:
+    def __init__(self, control: socket.socket, host: str, port_min: int, port_max: int, tick: float, gap: float):
+        self.control = control
+        self.host = host
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.tick = tick
+        self.late = tick / 2
+        self.gap = gap
+        first = port_min + (port_min & 1)
+        self.free: deque[int] = deque(range(first, port_max, 2))   # p and p + 1 both <= port_max
+        self.capacity = len(self.free)
+        self.detector = BatchDetector(max(1, self.capacity))
+        self.rx = np.zeros((max(1, self.capacity), FRAME), dtype=np.uint8)
+        self.rx_bytes = memoryview(self.rx).cast("B")
+        self.alaw = np.zeros(max(1, self.capacity), dtype=bool)
+        self.scratch = bytearray(2048)
+        self.scratch_view = memoryview(self.scratch)
+        self.channels: dict[int, Channel] = {}
+        self.by_fd: dict[int, Channel] = {}
+        self.by_slot: dict[int, Channel] = {}
+        self.sending: dict[int, Channel] = {}
+        self.recording: dict[int, Channel] = {}
+        self.ready: list[Channel] = []
+        self.clips: dict[str, dict[str, bytes]] = {}
+        self.clip_parts: dict[tuple[str, str], bytearray] = {}
+        self.next_id = 1
+        self.tick_no = 0
+        self.media_poll = select.epoll()
+        self.control_poll = select.epoll()
+        self.control_poll.register(control.fileno(), select.EPOLLIN)
+        self.outbox: deque[bytes] = deque()
+        self.waiting_for_room = False
+        self.events: list[list] = []
+        self.running = True
+        self.last_beat = 0.0
+        self.last_gc = monotonic()
+        self.counters = dict.fromkeys((
+            "frames_sent", "frames_late", "digits", "digits_inband", "digits_rfc4733", "ticks",
+            "ticks_skipped", "packets_received", "dropped_invalid", "dropped_foreign", "send_errors"), 0)
+        self.max_behind = 0.0
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        start = monotonic()
+        n = 0
+        poll = self.control_poll.poll
+        counters = self.counters
+        while self.running:
+            slot = start + n * self.tick
+            wait = slot - monotonic()
+            if wait > 0:
+                for _, mask in poll(wait):
+                    if mask & select.EPOLLOUT:
+                        self.flush_out()
+                    if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                        self.handle_control()
+                continue
+            if -wait > MAX_BEHIND:
+                skip = int(-wait / self.tick)
+                counters["ticks_skipped"] += skip
+                counters["frames_late"] += skip * sum(1 for c in self.sending.values() if c.dest is not None)
+                n += skip
+                slot = start + n * self.tick
+            self.run_tick(n, slot)
+            n += 1
+
+    def run_tick(self, n: int, slot: float) -> None:
+        self.tick_no = n
+        self.counters["ticks"] += 1
+        self.send_frames(n, slot)
+        now = monotonic()
+        self.receive(now)
+        self.detect(now)
+        if self.recording:
+            for c in [c for c in self.recording.values() if now >= c.rec_deadline]:
+                self.finish_recording(c)
+        self.report(now)
+
+    def send_frames(self, n: int, slot: float) -> None:
+        late_at = slot + self.late
+        pack_into = HEADER.pack_into
+        clock = monotonic
+        sent = late = 0
+        is_late = False
+        behind = clock() - slot
+        if behind > self.max_behind:
+            self.max_behind = behind
+        ts_step = FRAME * n
+        for c in self.sending.values():
+            dest = c.dest
+            if dest is None:
+                continue
+            tx = c.tx
+            clip = c.clip
+            if clip is None:
+                if not c.silent:
+                    tx[12:] = SILENCE[c.codec]
+                    c.silent = True
+            else:
+                pos = c.pos
+                tx[12:] = clip[pos:pos + FRAME]
+                c.silent = False
+                pos += FRAME
+                if pos >= len(clip):
+                    self.next_clip(c)
+                else:
+                    c.pos = pos
+            pack_into(tx, 0, 0x80, (0x80 | c.pt) if c.marker else c.pt, c.seq,
+                      (c.ts_base + ts_step) & 0xFFFFFFFF, c.ssrc)
+            c.marker = False
+            c.seq = (c.seq + 1) & 0xFFFF
+            try:
+                c.sock.sendto(tx, dest)
+            except OSError:
+                self.counters["send_errors"] += 1
+            sent += 1
+            if not is_late and clock() > late_at:
+                is_late = True
+            if is_late:
+                late += 1
+        self.counters["frames_sent"] += sent
+        self.counters["frames_late"] += late
+
+    def next_clip(self, c: Channel) -> None:
+        """Start the channel's next queued clip; at the end of the queue, report the play done."""
+        while c.queue:
+            clip_id = c.queue.popleft()
+            data = self.clips.get(clip_id, {}).get(c.codec)
+            if data is not None:
+                c.clip, c.clip_id, c.pos = memoryview(data), clip_id, 0
+                return
+            warn(f"channel {c.id}: clip {clip_id!r} is not registered; skipped")
+        c.clip = c.clip_id = None
+        self.events.append(["done", c.id, c.gen])
+
+    def receive(self, now: float) -> None:
+        by_fd = self.by_fd
+        buf = self.scratch
+        view = self.scratch_view
+        ready = self.ready
+        gap = self.gap
+        counters = self.counters
+        maxevents = max(1, len(by_fd))
+        received = invalid = foreign = 0
+        for _ in range(RECEIVE_PASSES):
+            events = self.media_poll.poll(0, maxevents)
+            if not events:
+                break
+            for fd, _ in events:
+                c = by_fd.get(fd)
+                if c is None:
+                    continue
+                try:
+                    n, src = c.sock.recvfrom_into(buf)
+                except OSError:   # EAGAIN, or an ICMP error left over from an earlier send
+                    continue
+                received += 1
+                if n < 12 or buf[0] & 0xC0 != 0x80 or n == len(buf) or not c.connected:
+                    invalid += 1
+                    continue
+                pt = buf[1] & 0x7F
+                if pt != c.pt and pt != c.event_pt and pt != CN_PT:
+                    invalid += 1          # never latches: not the caller's stream
+                    continue
+                plain = n == 12 + FRAME and buf[0] == 0x80
+                if plain:
+                    off, end = 12, n
+                else:
+                    bounds = payload_bounds(buf, n)
+                    if bounds is None or (pt == c.event_pt and bounds[1] - bounds[0] < 4):
+                        invalid += 1      # malformed: checked whole before it may latch
+                        continue
+                    off, end = bounds
+                if src != c.latched:
+                    if c.latched is not None and now - c.last_rx < gap:
+                        foreign += 1
+                        continue
+                    c.latched = src
+                    if c.remote is not None:
+                        c.dest = src
+                c.last_rx = now
+                if pt == c.pt:
+                    if plain and not c.has_frame and not c.pending:
+                        c.row[:] = view[12:12 + FRAME]
+                        c.has_frame = True
+                        ready.append(c)
+                    else:
+                        self.audio_slow(c, off, end)
+                elif pt == c.event_pt:
+                    self.telephone_event(c, off, now)
+        counters["packets_received"] += received
+        counters["dropped_invalid"] += invalid
+        counters["dropped_foreign"] += foreign
+
+    def audio_slow(self, c: Channel, off: int, end: int) -> None:
+        """Audio that is not one plain 20 ms packet, or that queues behind earlier audio."""
+        c.pending += self.scratch_view[off:end]
+        if len(c.pending) > MAX_PENDING:
+            del c.pending[:len(c.pending) - MAX_PENDING]   # a sender far too fast: keep the newest
+        if not c.has_frame:
+            self.frame_from_pending(c)
+
+    def frame_from_pending(self, c: Channel) -> None:
+        if len(c.pending) >= FRAME:
+            c.row[:] = c.pending[:FRAME]
+            del c.pending[:FRAME]
+            c.has_frame = True
+            self.ready.append(c)
+
+    def telephone_event(self, c: Channel, off: int, now: float) -> None:
+        buf = self.scratch
+        flags = buf[off + 1]
+        digit = c.rfc4733.feed(buf[off], bool(flags & 0x80), flags & 0x3F, (buf[off + 2] << 8) | buf[off + 3],
+                               int.from_bytes(buf[4:8], "big"), (buf[2] << 8) | buf[3], bool(buf[1] & 0x80), now)
+        if digit:
+            self.digit(c, digit, "rfc4733", now)
+
+    def digit(self, c: Channel, digit: str, source: str, now: float) -> None:
+        if c.dedup.offer(digit, source, now) is not None:
+            self.events.append(["digit", c.id, digit, source, now])
+            self.counters["digits"] += 1
+            self.counters["digits_" + source] += 1
+
+    def detect(self, now: float) -> None:
+        rounds = 0
+        while self.ready and rounds <= EXTRA_ROUNDS:
+            rounds += 1
+            chans, self.ready = self.ready, []
+            chans.sort(key=lambda c: c.slot)
+            slots = np.fromiter((c.slot for c in chans), dtype=np.intp, count=len(chans))
+            codes = self.rx[slots]
+            alaw = self.alaw[slots]
+            pcm = ULAW_DECODE[codes]
+            if alaw.any():
+                pcm[alaw] = ALAW_DECODE[codes[alaw]]
+            try:
+                found = self.detector.process(pcm, slots)
+            except Exception as exc:  # noqa: BLE001 - a detector fault must not stop the prompts
+                warn(f"DTMF detector failed: {type(exc).__name__}: {exc}")
+                found = []
+            for i, c in enumerate(chans):
+                c.has_frame = False
+                if c.rec is not None:
+                    c.rec.append(pcm[i].tobytes())
+                    if len(c.rec) >= c.rec_limit:
+                        self.finish_recording(c)
+            for slot, digit in found:
+                c = self.by_slot.get(slot)
+                if c is not None:
+                    self.digit(c, digit, "inband", now)
+            for c in chans:
+                if c.pending:
+                    self.frame_from_pending(c)
+        for c in self.ready:   # past the rounds: they wait for the next tick
+            c.has_frame = False
+            c.pending[:0] = c.row
+        self.ready = []
+
+    def finish_recording(self, c: Channel) -> None:
+        data = b"".join(c.rec or ())
+        c.rec = None
+        self.recording.pop(c.id, None)
+        for start in range(0, max(len(data), 1), PART):
+            header = {"rec": c.id, "token": c.rec_token, "last": start + PART >= len(data)}
+            self.send(json.dumps(header).encode() + b"\n" + data[start:start + PART])
+
+    def report(self, now: float) -> None:
+        events = self.events
+        if events:
+            for start in range(0, len(events), EVENTS_PER_MESSAGE):
+                self.send(json.dumps({"events": events[start:start + EVENTS_PER_MESSAGE]}).encode())
+            self.events = []
+        if now - self.last_beat >= BEAT:
+            self.last_beat = now
+            self.send(b'{"beat":%d}' % self.tick_no)
+        if now - self.last_gc >= GC_EVERY:
+            self.last_gc = now
+            gc.collect(1)    # the loop makes no cycles to speak of; this keeps it that way
+
+    # --- control ----------------------------------------------------------------------------------
+
+    def handle_control(self) -> None:
+        for _ in range(64):      # then back to the clock; the rest waits a moment
+            try:
+                data = self.control.recv(256 * 1024)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.running = False  # the parent is gone
+                return
+            header, _, blob = data.partition(b"\n")
+            try:
+                message = json.loads(header)
+                if message.get("op") == "clip":
+                    self.clip_part(message, blob)
+                    continue
+                ops = message["ops"]
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                warn(f"unreadable control message ({exc}): {data[:80]!r}")
+                continue
+            for op in ops:
+                self.do(op)
+
+    def do(self, op: dict) -> None:
+        reply = None
+        try:
+            method = getattr(self, "op_" + str(op["op"]), None)
+            if method is None:
+                reply = {"error": "bad-request", "reason": f"unknown op {op['op']!r}"}
+            else:
+                reply = method(op)
+        except Exception as exc:  # noqa: BLE001 - one bad command must not end every call
+            reason = f"{op.get('op')} failed: {type(exc).__name__}: {exc}"
+            warn(reason)
+            reply = {"error": "failed", "reason": reason}
+            if "ch" in op and op["ch"] in self.channels:
+                self.events.append(["failed", op["ch"], reason])
+        if "id" in op:
+            reply = reply or {}
+            reply["id"] = op["id"]
+            self.send(json.dumps(reply).encode())
+
+    def send(self, message: bytes) -> None:
+        self.outbox.append(message)
+        self.flush_out()
+
+    def flush_out(self) -> None:
+        """Send queued messages; if the parent is slow to read, wait for room without
+        holding up the media."""
+        outbox = self.outbox
+        while outbox:
+            try:
+                self.control.send(outbox[0])
+            except BlockingIOError:
+                if not self.waiting_for_room:
+                    self.waiting_for_room = True
+                    self.control_poll.modify(self.control.fileno(), select.EPOLLIN | select.EPOLLOUT)
+                return
+            except OSError:
+                self.running = False  # the parent is gone
+                return
+            outbox.popleft()
+        if self.waiting_for_room:
+            self.waiting_for_room = False
+            self.control_poll.modify(self.control.fileno(), select.EPOLLIN)
+
+    def clip_part(self, message: dict, blob: bytes) -> None:
+        key = (str(message["clip"]), str(message["codec"]))
+        staged = self.clip_parts.setdefault(key, bytearray())
+        staged += blob
+        if message.get("last"):
+            del self.clip_parts[key]
+            if len(staged) % FRAME or key[1] not in AUDIO_PT:
+                warn(f"clip {key[0]!r} {key[1]}: {len(staged)} bytes is not whole frames; ignored")
+                return
+            self.clips.setdefault(key[0], {})[key[1]] = bytes(staged)
+
+    def _bind(self, port: int, rtcp: bool) -> socket.socket:
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if rtcp:
+                # Never read: the smallest buffer absorbs the caller's RTCP and drops the rest.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def open_channel(self) -> Channel | None:
+        for _ in range(len(self.free)):
+            port = self.free.popleft()
+            try:
+                rtp = self._bind(port, False)
+            except OSError:
+                self.free.append(port)   # someone else holds it: try it again later
+                continue
+            try:
+                rtcp = self._bind(port + 1, True)
+            except OSError:
+                rtp.close()
+                self.free.append(port)
+                continue
+            slot = self.detector.add_channel()
+            c = Channel(self.next_id, slot, port, rtp, rtcp, self.rx_bytes[slot * FRAME:(slot + 1) * FRAME])
+            self.next_id += 1
+            self.channels[c.id] = c
+            self.by_fd[rtp.fileno()] = c
+            self.by_slot[slot] = c
+            self.media_poll.register(rtp.fileno(), select.EPOLLIN)
+            return c
+        return None
+
+    def channel(self, op: dict) -> Channel | None:
+        return self.channels.get(op["ch"])   # None: closed in the meantime
+
+    def op_open(self, op: dict) -> dict:
+        opened = []
+        for _ in range(int(op["count"])):
+            c = self.open_channel()
+            if c is None:
+                return {"opened": opened, "reason": f"no free port pair ({len(self.channels)} channels open)"}
+            opened.append([c.id, c.port])
+        return {"opened": opened}
+
+    def op_connect(self, op: dict) -> dict | None:
+        c = self.channel(op)
+        if c is None:
+            return None
+        remote = tuple(op["remote"]) if op.get("remote") else None
+        codec = op["codec"]
+        if codec not in AUDIO_PT:
+            raise ValueError(f"codec {codec!r}")
+        if not c.connected:
+            c.connected = True
+            c.ts_base = random.getrandbits(32) - FRAME * (self.tick_no + 1)
+            self.sending[c.id] = c
+        if remote != c.remote:
+            c.latched = None        # a new address takes effect; its first packet latches again
+        c.remote = remote
+        dest = (c.latched or remote) if remote is not None else None
+        if dest is None:
+            c.marker = True         # the first packet after the pause is marked
+        c.dest = dest
+        if codec != c.codec:
+            c.codec, c.pt, c.silent = codec, AUDIO_PT[codec], False
+            self.alaw[c.slot] = codec == "PCMA"
+            if c.clip_id is not None:
+                data = self.clips.get(c.clip_id, {}).get(codec)
+                if data is not None:
+                    c.clip = memoryview(data)
+        c.event_pt = op.get("event_pt")
+        return None
+
+    def op_play(self, op: dict) -> None:
+        c = self.channel(op)
+        if c is None:
+            return
+        c.gen = op["gen"]
+        c.queue = deque(op["clips"])
+        c.clip = c.clip_id = None
+        if c.queue:
+            self.next_clip(c)
+
+    def op_record(self, op: dict) -> None:
+        c = self.channel(op)
+        if c is None:
+            return
+        if c.rec is not None:
+            self.finish_recording(c)
+        c.rec = []
+        c.rec_token = op["token"]
+        seconds = float(op["max_seconds"])
+        c.rec_limit = max(1, int(round(seconds * 8000 / FRAME)))
+        c.rec_deadline = monotonic() + seconds + RECORD_GRACE
+        self.recording[c.id] = c
+
+    def op_stop_recording(self, op: dict) -> None:
+        c = self.channel(op)
+        if c is not None and c.rec is not None:
+            self.finish_recording(c)
+
+    def op_close(self, op: dict) -> None:
+        c = self.channels.pop(op["ch"], None)
+        if c is None:
+            return
+        fd = c.sock.fileno()
+        self.media_poll.unregister(fd)
+        del self.by_fd[fd]
+        del self.by_slot[c.slot]
+        self.sending.pop(c.id, None)
+        self.recording.pop(c.id, None)
+        self.detector.remove_channel(c.slot)
+        self.alaw[c.slot] = False
+        c.sock.close()
+        c.rtcp.close()
+        # Back at the end of the queue: the longest possible time before the port is reused,
+        # so stray packets of this call do not reach the next one.
+        self.free.append(c.port)
+
+    def op_forget_clip(self, op: dict) -> None:
+        self.clips.pop(op["clip"], None)
+
+    def op_stats(self, op: dict) -> dict:
+        return {"channels": len(self.channels), "connected": len(self.sending),
+                "max_behind_ms": round(self.max_behind * 1000, 3), **self.counters}
+
+    def op_quit(self, op: dict) -> dict:
+        self.running = False
+        return {"ok": True}
+
+
+def raise_file_limit() -> None:
+    # Two sockets per channel: the default soft limit (often 1024) would cap us at ~500.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def main(argv: list[str]) -> int:
+    fd, host = int(argv[1]), argv[2]
+    port_min, port_max, tick, gap = int(argv[3]), int(argv[4]), float(argv[5]), float(argv[6])
+    control = socket.socket(fileno=fd)
+    control.setblocking(False)
+    raise_file_limit()
+    # A host this machine does not have would make every port "busy" and every call "full":
+    # say what is wrong instead, before the parent counts on us.
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError as exc:
+        control.send(json.dumps({"ready": False, "error": f"cannot bind {host}: {exc.strerror}"}).encode())
+        return 1
+    worker = Worker(control, host, port_min, port_max, tick, gap)
+    gc.disable()   # collections at random moments would only add jitter; see report()
+    gc.freeze()
+    control.send(json.dumps({"ready": True, "pid": os.getpid(), "capacity": worker.capacity}).encode())
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        pass
+    worker.flush_out()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
