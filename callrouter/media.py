@@ -15,10 +15,13 @@ from sipcore.relay import MediaRelay, RelayError, RelaySession
 log = logging.getLogger("callrouter.media")
 
 
-# Control requests in flight at once. The control channel is an AF_UNIX SEQPACKET pair, whose
-# queue holds net.unix.max_dgram_qlen messages (10 by default): past that, sends wait for room,
-# and with a few hundred requests outstanding the channel was seen to stall for good.
-IN_FLIGHT = 8
+# Control requests in flight at once, allocations and the rest (updates, releases) each their
+# own share, so that new calls never wait behind the bookkeeping of calls in progress. The
+# control channel is an AF_UNIX SEQPACKET pair, whose queue holds net.unix.max_dgram_qlen
+# messages (10 by default): past that, sends wait for room, and with a few hundred requests
+# outstanding the channel was seen to stall for good.
+IN_FLIGHT_ALLOCATIONS = 4
+IN_FLIGHT_OTHERS = 4
 
 
 class RelayPool:
@@ -26,7 +29,8 @@ class RelayPool:
         self.relay = relay
         self.address = relay.advertise
         self.spare = spare
-        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._allocation_slots = asyncio.Semaphore(IN_FLIGHT_ALLOCATIONS)
+        self._other_slots = asyncio.Semaphore(IN_FLIGHT_OTHERS)
         self._ready: list[RelaySession] = []
         self._refilling: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -63,9 +67,10 @@ class RelayPool:
 
     # -- internals -------------------------------------------------------------------------
     async def _ask(self, request, *args):
-        # The semaphore wakes waiters in order, so requests still reach the relay in the order
-        # they were made (an update before the release of the same session).
-        async with self._slots:
+        # A semaphore wakes waiters in order, so updates and releases still reach the relay in
+        # the order they were made (an update before the release of the same session).
+        slots = self._allocation_slots if request == self.relay.allocate else self._other_slots
+        async with slots:
             return await request(*args)
 
     def _spawn(self, coro) -> None:
