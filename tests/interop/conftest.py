@@ -517,13 +517,13 @@ def sipp_peer(name: str, scenario: str | Path, workdir: Path, *, ip: str = "127.
 
 
 def wait_listening(port: int, ip: str = "127.0.0.1", timeout: float = 5.0) -> None:
-    """Wait until something has bound UDP ip:port (a SIPp UAS takes a moment to start)."""
+    """Wait until something has bound UDP ip:port (a SIPp UAS takes a moment to start).
+    Read from /proc/net/udp: probing with bind() could take the port from under SIPp."""
+    wanted = f"{socket.inet_aton(ip)[::-1].hex().upper()}:{port:04X}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind((ip, port))
-            except OSError:
+        with open("/proc/net/udp") as table:
+            if any(line.split()[1] == wanted for line in list(table)[1:]):
                 return
         time.sleep(0.02)
     raise AssertionError(f"nothing listens on {ip}:{port} after {timeout}s")
