@@ -119,8 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "import-people":
             settings = load_settings(args.config) if args.config else Settings()
             return _import_people(args.file, settings, args.store or settings.store.url, args.organization)
-        print("callrouter demo: not available yet", file=sys.stderr)
-        return EXIT_USAGE
+        from callrouter import demo
+
+        return demo.run()
     except (ConfigError, OrgFileError, StoreError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

@@ -160,6 +160,9 @@ class AttendantCalls:
         elif kind == "ChannelFailed":
             log.warning("call %s: media channel failed (%s); hanging up", state.call.id, event.reason)
             self.send(self.b2bua.hangup_locally(state.call, now))
+        # The session may have set a timer (inter-digit, no input) outside any SIP event:
+        # an empty send still has the shell re-arm its timer.
+        self.send([])
 
     # -- timers -------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -183,6 +186,7 @@ class AttendantCalls:
         if state.transferring:
             return
         state.digits.append(digit)
+        log.info("call %s: caller pressed %s", state.call.id, digit)
         self._apply(state, state.session.digit(digit, now), now)
 
     def _apply(self, state: IvrCall, outputs: list, now: float) -> None:
@@ -226,6 +230,7 @@ class AttendantCalls:
             self._apply(state, state.session.transfer_failed(now), now)
             return
         state.transferring = True
+        log.info("call %s: transferring to %s", state.call.id, route.display_name)
         self.send(self.b2bua.transfer(state.call, route, now, timeout=self.transfer_timeout))
 
     def _release(self, call: Any) -> None:

@@ -126,10 +126,15 @@ class B2BUA(LocalCalls):
             self._bridge_response(data, item.response, now)
         return self.drain()
 
-    def on_ack(self, req: Request, now: float) -> list[Send]:
+    def on_ack(self, req: Request, now: float, txn: ServerTransaction | None = None) -> list[Send]:
         found = self._dialogs.get((req.call_id, req.to.tag or ""))
         if found is None:
-            return []
+            # An ACK that reused the INVITE's branch matched its transaction even though its
+            # To tag is wrong (pyVoIP invents a new one): it acknowledges that INVITE's 2xx.
+            call = txn.user_data if txn is not None else None
+            if not isinstance(call, Call) or call.state is not State.ANSWERED:
+                return []
+            found = (call, call.a)
         call, side = found
         if side is call.a and call.state is State.ANSWERED:
             call.state = State.CONFIRMED
@@ -223,13 +228,15 @@ class B2BUA(LocalCalls):
         if isinstance(route, Reject):
             return self._refuse(call, route.status, None, route.reason, now)
         call.direction = "INBOUND" if getattr(caller, "trunk_name", None) else "INTERNAL"
+        # Every remaining route takes a moment (INVITEs onwards, an attendant starting): say so
+        # at once rather than after 200 ms. Some phones (pyVoIP) wait for a 100 or 180 before
+        # they take any answer to their INVITE.
+        self._send_response(txn, make_response(req, 100), now)
         if isinstance(route, RunAutoAttendant):
             call.callee = {"dialled": dialled, "autoAttendantId": route.auto_attendant_id}
             if self.auto_attendant is None:
                 return self._refuse(call, 480, None, "auto attendant unavailable", now)
             return self.auto_attendant(call, route, now)
-        # Every remaining route sends INVITEs onwards: say so at once rather than after 200 ms.
-        self._send_response(txn, make_response(req, 100), now)
         has_sdp = bool(req.body) and _content_type(req) == "application/sdp"
         call.delayed_offer = not has_sdp
         b_body = b""

@@ -125,7 +125,7 @@ class Endpoint:
         if txn is not None:
             sends = self.transactions.on_retransmission(txn, req, now)
             if req.method == "ACK" and txn.state is State.ACCEPTED:
-                sends.extend(self._ack_to_handler(req, source, transport, now))
+                sends.extend(self._ack_to_handler(req, source, transport, now, txn))
             return sends
         if req.method == "ACK":
             # An ACK for a 2xx is its own transaction-less request and belongs to the dialog.
@@ -146,7 +146,8 @@ class Endpoint:
             return out
         return out + self.respond(txn, resp, now)
 
-    def _ack_to_handler(self, req: Request, source: Address, transport: str, now: float) -> list[Send]:
+    def _ack_to_handler(self, req: Request, source: Address, transport: str, now: float,
+                        txn: ServerTransaction | None = None) -> list[Send]:
         on_ack = getattr(self.handler, "on_ack", None)
         if on_ack is None:
             return []
@@ -154,7 +155,7 @@ class Endpoint:
             req.to  # an ACK without a usable To cannot belong to a dialog
         except (ValueError, KeyError):
             return []
-        return on_ack(req, now) or []
+        return on_ack(req, now, txn) or []
 
     def respond(self, txn: ServerTransaction, resp: Response, now: float) -> list[Send]:
         if resp.status >= 200 and "server" not in resp:

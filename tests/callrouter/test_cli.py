@@ -90,11 +90,6 @@ def test_config_and_store_are_exclusive():
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
 
 
-def test_demo_is_not_available_yet(capsys):
-    assert cli.main(["demo"]) == 2
-    assert "not available yet" in capsys.readouterr().err
-
-
 def test_serve_loads_settings_configures_logging_and_runs_the_app(tmp_path, monkeypatch):
     config = tmp_path / "cr.yaml"
     config.write_text("log:\n  level: debug\napi:\n  port: 9123\n")

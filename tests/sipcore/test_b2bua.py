@@ -483,3 +483,16 @@ def test_a_transfer_nobody_answers_comes_back_to_the_application(net):
     assert app.events == [("failed", 480, "no answer")] and net.requests(DESK, "CANCEL")
     net.send(answer(desk_inv, 487, "d"), DESK)  # the cancelled fork's answer does not end the call
     assert call.state.name == "CONFIRMED" and net.records == []
+
+
+def test_an_ack_with_the_invite_branch_and_a_wrong_to_tag_still_acknowledges_the_2xx(net):
+    """pyVoIP acknowledges with the INVITE's branch and a To tag of its own invention."""
+    a_inv, desk_inv, soft_inv = establish(net)
+    ok, = net.take(ALICE)
+    branch = a_inv.top_via.branch
+    ack = (f"ACK sip:1002@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE[0]}:{ALICE[1]};branch={branch}\r\n"
+           f"Max-Forwards: 70\r\nTo: <sip:1002@10.0.0.1>;tag=invented\r\nFrom: <sip:alice@10.0.0.1>;tag={a_inv.from_.tag}\r\n"
+           f"Call-ID: {a_inv.call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode()
+    net.send(ack, ALICE)
+    net.advance(5)
+    assert net.take(ALICE) == []  # no more 2xx retransmissions: the ACK counted
