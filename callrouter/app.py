@@ -188,16 +188,8 @@ class Runtime:
     async def _start_attendants(self, host: str, advertise: str, port_min: int, port_max: int) -> None:
         """The IVR: attendants from the store, a media worker process, the per-call menus."""
         from ivr.calls import AttendantCalls
+        from ivr.media import IvrMedia
         from ivr.prompts import PromptLibrary
-
-        try:
-            from ivr.media import IvrMedia
-            from ivr.media import WORKER as _worker
-            if not _worker.exists():
-                raise ImportError(str(_worker))
-        except ImportError:  # TODO(lead): remove once ivr/media.py lands (helper W)
-            log.warning("auto attendants disabled: no IVR media worker")
-            return
 
         from .attendants import AttendantSupport
 
