@@ -108,6 +108,9 @@ def build_api_context(runtime: "Runtime"):
     return ctx
 
 
+CARRIER_SYNC_KEY = web.AppKey("carrier_sync", asyncio.Task)
+
+
 async def _start_api(app: web.Application) -> None:
     from provisioning.api.activation import begin_activation
     from provisioning.api.framework import CONTEXT_KEY
@@ -115,11 +118,23 @@ async def _start_api(app: web.Application) -> None:
     ctx = app[CONTEXT_KEY]
     ctx.mailer.start()
     await asyncio.to_thread(begin_activation, ctx)
+    if ctx.carrier is not None:
+        from provisioning.api.carrier_sim import carrier_sync_loop
+
+        # Orders and ports move when the carrier answers; a real carrier answers only to polling.
+        app[CARRIER_SYNC_KEY] = asyncio.get_running_loop().create_task(carrier_sync_loop(ctx))
 
 
 async def _stop_api(app: web.Application) -> None:
     from provisioning.api.framework import CONTEXT_KEY
 
+    sync = app.get(CARRIER_SYNC_KEY)
+    if sync is not None:
+        sync.cancel()
+        try:
+            await sync
+        except asyncio.CancelledError:
+            pass
     await app[CONTEXT_KEY].mailer.stop()
 
 
