@@ -35,9 +35,9 @@ from .calls import (
     disposition_for,
     reason_header,
 )
-from .auth import answer_challenge
-from .dialog import Dialog, new_call_id, new_tag
-from .emergency import emergency_body
+from .outbound import OutboundLegs
+from .dialog import Dialog, new_tag
+from .indialog import ALLOW, InDialog, _contact, _content_type, _Relay
 from .localcalls import LocalCalls, _Bridge
 from .location import MemoryBindingStore
 from .message import Request, Response, make_response
@@ -47,21 +47,10 @@ from .uri import URI, unescape
 log = logging.getLogger("sipcore.b2bua")
 
 Address = tuple[str, int]
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY"
 T1, T2 = 0.5, 4.0
-# Headers an in-dialog request keeps when we pass it to the other side (the rest are per hop).
-_RELAYED_HEADERS = ("content-type", "event", "subscription-state", "info-package", "content-disposition")
 
 
-class _Relay:
-    """An in-dialog request from `side` that we re-sent to the other side."""
-    __slots__ = ("call", "side", "txn", "method")
-
-    def __init__(self, call: Call, side: Side, txn: ServerTransaction, method: str):
-        self.call, self.side, self.txn, self.method = call, side, txn, method
-
-
-class B2BUA(LocalCalls):
+class B2BUA(OutboundLegs, InDialog, LocalCalls):
     def __init__(self, *, transactions: TransactionLayer, bindings: MemoryBindingStore,
                  identify: Callable[[Request, Address, str, float], Any],
                  router: Callable[[str, Any, float], Any],
@@ -265,114 +254,6 @@ class B2BUA(LocalCalls):
             self._schedule(call, "no-answer", call.no_answer_at)
         return None
 
-    def _ring_person(self, call: Call, route: RingPerson, body: bytes, now: float) -> None:
-        if not self._fork_to_person(call, route, body, now):
-            self._refuse(call, 480, None, "no registered device", now)
-
-    def _fork_to_person(self, call: Call, route: RingPerson, body: bytes, now: float) -> bool:
-        """INVITE every registered device of the person; False when none is registered."""
-        call.callee.update(personId=route.person_id, name=route.display_name)
-        caller_source = call.a.dialog.dest
-        targets = []
-        for username in route.sip_usernames:
-            for binding in self.bindings.lookup(username.lower(), now):
-                dest = binding.received or _contact_address(binding.contact)
-                if dest == caller_source:
-                    continue  # the phone that is calling does not ring itself
-                targets.append((username, binding, dest))
-        if not targets:
-            return False
-        cid = route.caller_id
-        for username, binding, dest in targets:
-            host, port = self.local(binding.transport, dest)
-            uri = URI.parse(binding.contact)
-            from_value = _name_addr(cid.name, f"sip:{_user(cid.number) or 'anonymous'}@{host}")
-            to_value = _name_addr(route.display_name, f"sip:{_user(route.dialled)}@{host}")
-            self._send_invite(call, username, uri, dest, binding.transport, from_value, to_value,
-                              body, {}, now)
-        return True
-
-    def _to_trunk(self, call: Call, route: ToTrunk, body: bytes, now: float) -> None:
-        trunk = route.trunk
-        call.direction = "OUTBOUND" if call.direction == "INTERNAL" else call.direction
-        call.international = bool(route.international)
-        call.callee.update(number=route.number, trunk=trunk.name)
-        dest = (self._host(trunk.host), trunk.port)
-        transport = trunk.transport.upper()
-        host, port = self.local(transport, dest)
-        uri = URI.parse(f"sip:{route.number}@{trunk.host}:{trunk.port};user=phone")
-        if transport != "UDP":
-            uri.params["transport"] = transport.lower()
-        number = route.caller_id.number or "anonymous"
-        from_value = _name_addr(route.caller_id.name, f"sip:{number}@{host}")
-        extra = {}
-        if route.caller_id.number:
-            extra["p-asserted-identity"] = f"<sip:{route.caller_id.number}@{host};user=phone>"
-        self._send_invite(call, trunk.name, uri, dest, transport, from_value,
-                          f"<sip:{route.number}@{trunk.host}>", body, extra, now, _trunk_credentials(trunk))
-
-    def _emergency(self, call: Call, route: Emergency, body: bytes, now: float) -> None:
-        call.emergency = True
-        call.direction = "OUTBOUND"
-        call.callee.update(number=route.service_number, emergency=True)
-        if self.emergency_notify is not None:
-            try:
-                self.emergency_notify(route, call)
-            except Exception:
-                log.exception("emergency notification failed")
-        trunk = route.trunk
-        if trunk is None:
-            self._refuse(call, 503, None, "no PSTN connection for emergency calls", now)
-            return
-        dest = (self._host(trunk.host), trunk.port)
-        transport = trunk.transport.upper()
-        host, port = self.local(transport, dest)
-        uri = URI.parse(f"sip:{route.service_number}@{trunk.host}:{trunk.port};user=phone")
-        callback = route.callback_number
-        from_value = _name_addr(route.caller_name, f"sip:{callback or 'anonymous'}@{host}")
-        ctype, full_body, cid = emergency_body(body, route.esa, f"sip:{callback or 'anonymous'}@{host}", now)
-        extra = {
-            "geolocation": f"<cid:{cid}>",
-            "geolocation-routing": "no",
-            "priority": "emergency",
-            "content-type": ctype,
-        }
-        if callback:
-            extra["p-asserted-identity"] = f"<sip:{callback}@{host};user=phone>"
-        self._send_invite(call, trunk.name, uri, dest, transport, from_value,
-                          f"<sip:{route.service_number}@{trunk.host}>", full_body, extra, now,
-                          _trunk_credentials(trunk))
-
-    def _send_invite(self, call: Call, target: str, uri: URI, dest: Address, transport: str,
-                     from_value: str, to_value: str, body: bytes, extra: dict[str, str],
-                     now: float, credentials: tuple | None = None) -> None:
-        host, port = self.local(transport, dest)
-        max_forwards = int(call.invite.get("max-forwards") or "70") - 1
-        headers: dict[str, list[str]] = {
-            "via": [f"SIP/2.0/{transport} {host}:{port};branch={MAGIC_COOKIE}{self._cookie}"
-                    f"{os.urandom(8).hex()};rport"],
-            "max-forwards": [str(max(max_forwards, 0))],
-            "from": [f"{from_value};tag={new_tag()}"],
-            "to": [to_value],
-            "call-id": [new_call_id(host)],
-            "cseq": ["1 INVITE"],
-            "contact": [_contact(host, port, transport)],
-            "allow": [ALLOW],
-            "user-agent": [self.user_agent],
-        }
-        for name, value in extra.items():
-            headers[name] = [value]
-        if body and "content-type" not in headers:
-            headers["content-type"] = ["application/sdp"]
-        invite = Request("INVITE", uri, headers, body)
-        fork = Fork(call=call, target=target, invite=invite, txn=None,
-                    dialog=Dialog.as_uac(invite, dest, transport), credentials=credentials)
-        call.forks.append(fork)
-        txn, sends = self.transactions.send_request(invite, dest, transport, now)
-        txn.user_data = fork
-        fork.txn = txn
-        self._out.extend(sends)
-
     # -- responses to our INVITEs ---------------------------------------------------------------
     def _fork_response(self, fork: Fork, txn: ClientTransaction, resp: Response, now: float) -> None:
         call = fork.call
@@ -410,33 +291,6 @@ class B2BUA(LocalCalls):
             fork.final, fork.reason = status, resp.reason
             if call.state in (State.ROUTING, State.EARLY):
                 self._fork_failed(call, now)
-
-    def _retry_with_credentials(self, fork: Fork, resp: Response, now: float) -> bool:
-        """A trunk challenged our INVITE: send it again once, signed with the trunk's HA1."""
-        if fork.credentials is None or fork.auth_tried or fork.call.state not in (State.ROUTING, State.EARLY):
-            return False
-        username, realm, ha1 = fork.credentials
-        header = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
-        invite = fork.invite
-        answer = answer_challenge(resp.get_all(header), "INVITE", str(invite.uri), username, realm, ha1,
-                                  os.urandom(8).hex())
-        if answer is None:
-            log.info("call %s: trunk %s challenged in a realm or algorithm we hold no HA1 for",
-                     fork.call.id, fork.target)
-            return False
-        fork.auth_tried = True
-        retry = Request("INVITE", invite.uri.copy(), {k: list(v) for k, v in invite._h.items()}, invite.body)
-        via = retry.get("via").split(";branch=")[0]
-        retry.set("Via", f"{via};branch={MAGIC_COOKIE}{self._cookie}{os.urandom(8).hex()};rport")
-        retry.set("CSeq", f"{invite.cseq[0] + 1} INVITE")
-        retry.set("Authorization" if resp.status == 401 else "Proxy-Authorization", answer)
-        fork.invite = retry
-        fork.dialog.local_seq = invite.cseq[0] + 1
-        txn, sends = self.transactions.send_request(retry, fork.dialog.dest, fork.dialog.transport, now)
-        txn.user_data = fork
-        fork.txn = txn
-        self._out.extend(sends)
-        return True
 
     def _fork_answered(self, fork: Fork, resp: Response, now: float) -> None:
         call = fork.call
@@ -563,89 +417,6 @@ class B2BUA(LocalCalls):
         self._end(call, now, disposition or Disposition.ANSWERED, 200 if call.answered else None)
 
     # -- requests inside a call --------------------------------------------------------------
-    def _in_dialog(self, req: Request, txn: ServerTransaction, now: float) -> Response | None:
-        method = req.method
-        found = self._dialogs.get((req.call_id, req.to.tag or ""))
-        if found is None:
-            return make_response(req, 481)
-        call, side = found
-        if not side.dialog.accepts(req):
-            return make_response(req, 500, "Server Internal Error: CSeq out of order")
-        if method == "BYE":
-            call.hangup_by = "caller" if side is call.a else "callee"
-            self._hangup(call, now, by=call.hangup_by, skip=side)
-            return make_response(req, 200)
-        if method == "CANCEL":
-            return make_response(req, 200)
-        if method not in ("INVITE", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "OPTIONS"):
-            resp = make_response(req, 501)
-            resp.set("Allow", ALLOW)
-            return resp
-        if call.app is not None and call.b is None:
-            return self._local_request(call, side, req, txn, now)
-        other = call.other(side)
-        if other is None or call.state is State.ENDED:
-            return make_response(req, 481)
-        if method in ("INVITE", "UPDATE") and (side.pending is not None or other.pending is not None):
-            resp = make_response(req, 491)
-            resp.set("Retry-After", "1")
-            return resp
-        body = req.body
-        if body and _content_type(req) == "application/sdp" and call.media is not None:
-            try:
-                body = call.media.offer(side.name, body)
-            except MediaError as exc:
-                resp = make_response(req, exc.status)
-                resp.set("Warning", f'399 callrouter "{exc.reason}"')
-                return resp
-        if method in ("INVITE", "UPDATE"):
-            side.dialog.refresh_target(req)
-            side.pending = txn
-        extra = {name: req.get(name) for name in _RELAYED_HEADERS if name in req and name != "content-type"}
-        relayed = self._send_in_dialog(other.dialog, method, now, body=body,
-                                       content_type=req.get("content-type"), extra=extra)
-        relayed.user_data = _Relay(call, side, txn, method)
-        return None
-
-    def _relay_response(self, relay: _Relay, resp: Response, now: float) -> None:
-        status = resp.status
-        if status < 200:
-            return
-        call, side = relay.call, relay.side
-        other = call.other(side)
-        out = make_response(relay.txn.request, status, resp.reason)
-        body = resp.body
-        if relay.method in ("INVITE", "UPDATE"):
-            side.pending = None
-            if 200 <= status < 300 and other is not None:
-                other.dialog.refresh_target(resp)
-                if body and call.media is not None and _content_type(resp) == "application/sdp":
-                    try:
-                        body = call.media.answer(other.name, body)
-                    except MediaError as exc:
-                        log.info("call %s: re-INVITE answer unusable: %s", call.id, exc.reason)
-                if relay.method == "INVITE":
-                    host, port = self.local(other.dialog.transport, other.dialog.dest)
-                    ack = other.dialog.request("ACK", f"SIP/2.0/{other.dialog.transport} {host}:{port}",
-                                               cseq=resp.cseq[0])
-                    self._out.append(Send(ack.to_bytes(), other.dialog.dest, other.dialog.transport))
-                out.set("Contact", self._contact_for(side.dialog))
-        if body:
-            out.body = body
-            out.set("Content-Type", resp.get("content-type") or "application/sdp")
-        self._send_response(relay.txn, out, now)
-
-    def _send_in_dialog(self, dialog: Dialog, method: str, now: float, *, body: bytes = b"",
-                        content_type: str | None = None,
-                        extra: dict[str, Any] | None = None) -> ClientTransaction:
-        host, port = self.local(dialog.transport, dialog.dest)
-        req = dialog.request(method, f"SIP/2.0/{dialog.transport} {host}:{port}", body=body,
-                             content_type=content_type, contact=_contact(host, port, dialog.transport),
-                             extra=extra)
-        txn, sends = self.transactions.send_request(req, dialog.dest, dialog.transport, now)
-        self._out.extend(sends)
-        return txn
-
     # -- endings ---------------------------------------------------------------------------
     def _refuse(self, call: Call, status: int, reason: str | None, why: str, now: float) -> None:
         self._final_to_caller(call, status, reason, why, now, disposition=Disposition.REJECTED)
@@ -722,12 +493,6 @@ class B2BUA(LocalCalls):
         return known
 
 
-def _trunk_credentials(trunk: Any) -> tuple | None:
-    if getattr(trunk, "username", None) and getattr(trunk, "ha1", None):
-        return (trunk.username, trunk.realm, dict(trunk.ha1))
-    return None
-
-
 def dialled_from(uri: URI) -> str:
     """The number or extension a Request-URI asks for (user part, or a tel: number)."""
     user = uri.user or ""
@@ -744,28 +509,3 @@ def _describe_caller(caller: Any, req: Request) -> dict[str, Any]:
     return {"from": str(req.from_.uri)}
 
 
-def _content_type(msg: Request | Response) -> str:
-    return (msg.get("content-type") or "").split(";")[0].strip().lower()
-
-
-def _contact(host: str, port: int, transport: str) -> str:
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
-    return f"<sip:{host}:{port}{suffix}>"
-
-
-def _contact_address(contact: str) -> Address:
-    uri = URI.parse(contact)
-    return (uri.host.strip("[]"), uri.port or 5060)
-
-
-def _user(number: str | None) -> str:
-    return "".join(ch for ch in (number or "") if ch.isalnum() or ch in "+*#") or ""
-
-
-def _name_addr(name: str | None, uri: str) -> str:
-    if name:
-        clean = name.replace("\\", "").replace('"', "")
-        return f'"{clean}" <{uri}>'
-    return f"<{uri}>"
