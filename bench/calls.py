@@ -114,10 +114,7 @@ def run_sipp_calls(sipp: str, target: tuple[str, int], service: str, calls: int,
            "-key", "caller", CALLER, "-m", str(calls), "-r", str(rate), "-l", str(limit),
            "-t", "u1", "-i", "127.0.0.1", "-p", str(local_port), "-mp", str(free_udp_port()),
            "-trace_stat", "-stf", str(stat), "-fd", "1", "-trace_err", "-error_file", str(errors),
-           "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
-           # No BYE of SIPp's own for an aborted call: Kamailio loops such a BYE back to itself
-           # until Max-Forwards runs out (483), and that storm took the proxy down with it.
-           "-nd"]
+           "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error"]
     started = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
