@@ -80,7 +80,7 @@ class Runtime:
         loaded = self.bindings.load(await asyncio.to_thread(self.snapshot.read, time.time()), time.time())
         log.info("restored %d bindings from %s", loaded, s.location.url)
 
-        self.directory = DirectoryHolder(self.store)
+        self.directory = DirectoryHolder(self.store, calling_plan_trunk=s.carrier.calling_plan_trunk)
         await asyncio.to_thread(self.directory.rebuild_now)
         authenticator = DigestAuthenticator(s.auth.secret_bytes(), nonce_ttl=s.auth.nonce_ttl,
                                             algorithms=tuple(s.auth.algorithms))

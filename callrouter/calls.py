@@ -13,6 +13,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,17 +21,37 @@ from provisioning.directory_feed import load_directory_data
 from provisioning.store import Store
 from provisioning.tables_calls import CallRecordRow
 from routing.directory import Directory
-from routing.records import DirectoryData
+from routing.records import DirectoryData, TrunkRecord
 from sipcore.calls import CallRecord
 
 log = logging.getLogger("callrouter.calls")
+
+
+def with_calling_plan_trunk(data: DirectoryData, address: str | None) -> DirectoryData:
+    """Calling-plan locations have no trunk of their own: their calls go to the provider's
+    interconnect (`carrier.calling_plan_trunk`), one trunk record per organisation."""
+    if not address:
+        return data
+    host, _, port = address.rpartition(":")
+    trunks = list(data.trunks)
+    names: dict[str, str] = {}
+    for org in data.organizations:
+        name = "calling-plan"
+        trunks.append(TrunkRecord(id=f"calling-plan:{org.id}", org_id=org.id, name=name,
+                                  host=host.strip("[]"), port=int(port)))
+        names[org.id] = name
+    locations = [replace(loc, trunk_name=names.get(loc.org_id))
+                 if loc.pstn_type == "CALLING_PLAN" and not loc.trunk_name else loc
+                 for loc in data.locations]
+    return replace(data, trunks=trunks, locations=locations)
 
 
 class DirectoryHolder:
     """The current Directory, rebuilt from the store after every committed change."""
 
     def __init__(self, store: Store, on_rebuilt: Callable[[Directory], None] | None = None,
-                 debounce: float = 0.05):
+                 debounce: float = 0.05, calling_plan_trunk: str | None = None):
+        self.calling_plan_trunk = calling_plan_trunk
         self.store = store
         self.current: Directory = Directory.build(DirectoryData((), (), (), (), (), (), ()))
         self.on_rebuilt = on_rebuilt
@@ -40,12 +61,19 @@ class DirectoryHolder:
         self._dirty = False
 
     def rebuild_now(self) -> Directory:
-        directory = Directory.build(load_directory_data(self.store))
+        directory = self._build()
         self.current = directory
         self.generation += 1
         gc.freeze()
         if self.on_rebuilt is not None:
             self.on_rebuilt(directory)
+        return directory
+
+    def _build(self) -> Directory:
+        data = with_calling_plan_trunk(load_directory_data(self.store), self.calling_plan_trunk)
+        directory = Directory.build(data)
+        for problem in directory.problems:
+            log.warning("routing directory: %s", problem)
         return directory
 
     def changed(self, _events: Any = None) -> None:
@@ -60,7 +88,7 @@ class DirectoryHolder:
             await asyncio.sleep(self.debounce)
             self._dirty = False
             try:
-                directory = await asyncio.to_thread(lambda: Directory.build(load_directory_data(self.store)))
+                directory = await asyncio.to_thread(self._build)
             except Exception:
                 log.exception("rebuilding the routing directory failed; keeping the previous one")
                 continue

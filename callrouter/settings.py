@@ -381,6 +381,20 @@ class MailSettings(_Section):
 class CarrierSettings(_Section):
     # The simulated carrier's inventory and customer records; unset: no carrier simulator.
     simulator: Path | None = Field(default=None, validate_default=True)
+    # The calling-plan provider's SIP interconnect ("host:port"), which calling-plan locations
+    # use as their PSTN trunk; unset: their outside calls are refused (503).
+    calling_plan_trunk: str | None = None
+
+    @field_validator("calling_plan_trunk")
+    @classmethod
+    def _calling_plan_trunk(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"must be host:port, got {value!r}")
+        _check_host(host.strip("[]"))
+        return value
 
     @field_validator("simulator", mode="before")
     @classmethod
