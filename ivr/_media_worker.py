@@ -59,7 +59,8 @@ HEADER = struct.Struct("!BBHII")
 AUDIO_PT = {"PCMU": 0, "PCMA": 8}
 SILENCE = {"PCMU": bytes([ULAW_SILENCE]) * FRAME, "PCMA": bytes([ALAW_SILENCE]) * FRAME}
 CN_PT = 13                    # comfort noise (RFC 3389): accepted and ignored
-MAX_BEHIND = 0.2              # a stall longer than this skips ticks instead of bursting
+MAX_BEHIND = 0.2              # a stall longer than this skips frames instead of bursting
+PHASES = 4                    # send points per tick; each channel has one
 MAX_PENDING = 10 * FRAME      # audio a channel may have waiting beyond one frame per round
 EXTRA_ROUNDS = 3              # detector rounds per tick for channels that got several frames
 RECEIVE_PASSES = 4            # sockets still readable are read again, up to this many times
@@ -81,12 +82,13 @@ class Channel:
         "id", "slot", "port", "sock", "rtcp", "row", "connected", "remote", "latched", "last_rx",
         "dest", "codec", "pt", "event_pt", "ssrc", "seq", "ts_base", "marker", "tx", "silent",
         "queue", "clip", "clip_id", "pos", "gen", "pending", "has_frame", "rec", "rec_token",
-        "rec_limit", "rec_deadline", "rfc4733", "dedup",
+        "rec_limit", "rec_deadline", "rfc4733", "dedup", "sendto", "recvfrom_into",
     )
 
     def __init__(self, cid: int, slot: int, port: int, sock: socket.socket, rtcp: socket.socket,
                  row: memoryview):
         self.id, self.slot, self.port, self.sock, self.rtcp, self.row = cid, slot, port, sock, rtcp, row
+        self.sendto, self.recvfrom_into = sock.sendto, sock.recvfrom_into     # looked up once
         self.connected = False
         self.remote: tuple | None = None      # from SDP (connect)
         self.latched: tuple | None = None     # source of the caller's packets
@@ -154,7 +156,9 @@ class Worker:
         self.channels: dict[int, Channel] = {}
         self.by_fd: dict[int, Channel] = {}
         self.by_slot: dict[int, Channel] = {}
-        self.sending: dict[int, Channel] = {}
+        # Connected channels in PHASES groups, each sent at its own point of the tick: the
+        # frames of many channels go out as several short bursts rather than one long one.
+        self.groups: list[dict[int, Channel]] = [{} for _ in range(PHASES)]
         self.recording: dict[int, Channel] = {}
         self.ready: list[Channel] = []
         self.clips: dict[str, dict[str, bytes]] = {}
@@ -172,18 +176,20 @@ class Worker:
         self.last_gc = monotonic()
         self.counters = dict.fromkeys((
             "frames_sent", "frames_late", "digits", "digits_inband", "digits_rfc4733", "ticks",
-            "ticks_skipped", "packets_received", "dropped_invalid", "dropped_foreign", "send_errors"), 0)
+            "frames_skipped", "packets_received", "dropped_invalid", "dropped_foreign", "send_errors"), 0)
         self.max_behind = 0.0
+        self.phases = [0.0, 0.0, 0.0]   # wall seconds in send, receive, detect + report
 
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
         start = monotonic()
-        n = 0
+        k = 0                                      # sub-slots since start: PHASES per tick
+        step = self.tick / PHASES
         poll = self.control_poll.poll
         counters = self.counters
         while self.running:
-            slot = start + n * self.tick
+            slot = start + k * step
             wait = slot - monotonic()
             if wait > 0:
                 for _, mask in poll(wait):
@@ -193,27 +199,39 @@ class Worker:
                         self.handle_control()
                 continue
             if -wait > MAX_BEHIND:
-                skip = int(-wait / self.tick)
-                counters["ticks_skipped"] += skip
-                counters["frames_late"] += skip * sum(1 for c in self.sending.values() if c.dest is not None)
-                n += skip
-                slot = start + n * self.tick
-            self.run_tick(n, slot)
-            n += 1
+                skip = int(-wait / step)
+                sizes = [sum(1 for c in group.values() if c.dest is not None) for group in self.groups]
+                skipped = (skip // PHASES) * sum(sizes) + sum(sizes[(k + j) % PHASES] for j in range(skip % PHASES))
+                counters["frames_skipped"] += skipped
+                counters["frames_late"] += skipped
+                k += skip
+                slot = start + k * step
+            self.run_slot(k // PHASES, k % PHASES, slot)
+            k += 1
 
-    def run_tick(self, n: int, slot: float) -> None:
+    def run_slot(self, n: int, phase: int, slot: float) -> None:
+        """One phase of tick n: its channels' frames, what has arrived, and at the end of the
+        tick the digits and events."""
         self.tick_no = n
-        self.counters["ticks"] += 1
-        self.send_frames(n, slot)
+        started = monotonic()
+        self.send_frames(n, slot, self.groups[phase])
         now = monotonic()
         self.receive(now)
+        received = monotonic()
+        phases = self.phases
+        phases[0] += now - started
+        phases[1] += received - now
+        if phase != PHASES - 1:
+            return
+        self.counters["ticks"] += 1
         self.detect(now)
         if self.recording:
             for c in [c for c in self.recording.values() if now >= c.rec_deadline]:
                 self.finish_recording(c)
         self.report(now)
+        phases[2] += monotonic() - received
 
-    def send_frames(self, n: int, slot: float) -> None:
+    def send_frames(self, n: int, slot: float, group: dict[int, Channel]) -> None:
         late_at = slot + self.late
         pack_into = HEADER.pack_into
         clock = monotonic
@@ -223,7 +241,7 @@ class Worker:
         if behind > self.max_behind:
             self.max_behind = behind
         ts_step = FRAME * n
-        for c in self.sending.values():
+        for c in group.values():
             dest = c.dest
             if dest is None:
                 continue
@@ -247,7 +265,7 @@ class Worker:
             c.marker = False
             c.seq = (c.seq + 1) & 0xFFFF
             try:
-                c.sock.sendto(tx, dest)
+                c.sendto(tx, dest)
             except OSError:
                 self.counters["send_errors"] += 1
             sent += 1
@@ -278,6 +296,7 @@ class Worker:
         gap = self.gap
         counters = self.counters
         maxevents = max(1, len(by_fd))
+        size = len(buf)                 # a datagram that fills it was truncated: too big for RTP audio
         received = invalid = foreign = 0
         for _ in range(RECEIVE_PASSES):
             events = self.media_poll.poll(0, maxevents)
@@ -288,11 +307,11 @@ class Worker:
                 if c is None:
                     continue
                 try:
-                    n, src = c.sock.recvfrom_into(buf)
+                    n, src = c.recvfrom_into(buf)
                 except OSError:   # EAGAIN, or an ICMP error left over from an earlier send
                     continue
                 received += 1
-                if n < 12 or buf[0] & 0xC0 != 0x80 or n == len(buf) or not c.connected:
+                if n < 12 or buf[0] & 0xC0 != 0x80 or n == size or not c.connected:
                     invalid += 1
                     continue
                 pt = buf[1] & 0x7F
@@ -554,7 +573,7 @@ class Worker:
         if not c.connected:
             c.connected = True
             c.ts_base = random.getrandbits(32) - FRAME * (self.tick_no + 1)
-            self.sending[c.id] = c
+            min(self.groups, key=len)[c.id] = c
         if remote != c.remote:
             c.latched = None        # a new address takes effect; its first packet latches again
         c.remote = remote
@@ -608,7 +627,8 @@ class Worker:
         self.media_poll.unregister(fd)
         del self.by_fd[fd]
         del self.by_slot[c.slot]
-        self.sending.pop(c.id, None)
+        for group in self.groups:
+            group.pop(c.id, None)
         self.recording.pop(c.id, None)
         self.detector.remove_channel(c.slot)
         self.alaw[c.slot] = False
@@ -622,8 +642,10 @@ class Worker:
         self.clips.pop(op["clip"], None)
 
     def op_stats(self, op: dict) -> dict:
-        return {"channels": len(self.channels), "connected": len(self.sending),
-                "max_behind_ms": round(self.max_behind * 1000, 3), **self.counters}
+        return {"channels": len(self.channels), "connected": sum(map(len, self.groups)),
+                "max_behind_ms": round(self.max_behind * 1000, 3),
+                "send_seconds": self.phases[0], "receive_seconds": self.phases[1],
+                "detect_seconds": self.phases[2], **self.counters}
 
     def op_quit(self, op: dict) -> dict:
         self.running = False

@@ -111,12 +111,15 @@ class IvrStats:
     digits_inband: int
     digits_rfc4733: int
     ticks: int
-    ticks_skipped: int           # whole ticks dropped after a stall of more than 200 ms
+    frames_skipped: int          # not sent because of a stall of more than 200 ms (also late)
     packets_received: int
     dropped_invalid: int         # not RTP version 2, malformed, or an unknown payload type
     dropped_foreign: int         # from a source other than the latched one
     send_errors: int
     max_behind_ms: float         # the worst lateness of a tick's first frame
+    send_seconds: float          # wall time the loop spent sending frames,
+    receive_seconds: float       # receiving packets,
+    detect_seconds: float        # and detecting digits and reporting events
 
     @classmethod
     def from_wire(cls, d: dict) -> IvrStats:
