@@ -161,6 +161,10 @@ class MediaRelay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
+        # One waiting sender at a time, in order: asyncio keeps a single writer callback per
+        # descriptor, so concurrent sock_sendall calls on the control socket would strand all
+        # but the last (seen as requests that never finished once the queue filled).
+        self._send_lock = asyncio.Lock()
         self._dead: str | None = "not started"
         self._stopping = False
 
@@ -279,10 +283,18 @@ class MediaRelay:
         future = self._loop.create_future()
         self._pending[rid] = future
         try:
+            data = json.dumps(request).encode()
             try:
-                self._sock.send(json.dumps(request).encode())
+                if self._send_lock.locked():
+                    raise BlockingIOError  # others are waiting to send: queue behind them
+                self._sock.send(data)
             except BlockingIOError:
-                await self._loop.sock_sendall(self._sock, json.dumps(request).encode())
+                async with self._send_lock:
+                    try:
+                        await asyncio.wait_for(self._loop.sock_sendall(self._sock, data), self.timeout)
+                    except asyncio.TimeoutError:
+                        raise RelayError(f"relay process took no {request['op']!r} request within "
+                                         f"{self.timeout:g} s") from None
             except OSError as exc:
                 self._pending.pop(rid, None)
                 future.cancel()

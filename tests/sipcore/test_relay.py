@@ -410,3 +410,26 @@ async def test_an_address_this_machine_does_not_have_fails_at_start():
     with pytest.raises(RelayDied):
         await r.allocate("x")
     await r.stop()
+
+
+async def test_hundreds_of_concurrent_control_requests_all_complete():
+    """The control socket's queue holds only a few messages; requests beyond it wait their
+    turn in order instead of stranding (asyncio keeps one writer callback per descriptor)."""
+    import asyncio
+
+    from sipcore.relay import MediaRelay
+
+    relay = MediaRelay("127.0.0.1", 42000, 43998, advertise="127.0.0.1", timeout=5.0)
+    await relay.start()
+    try:
+        async def cycle(n):
+            session = await relay.allocate(f"c{n}")
+            await asyncio.gather(relay.update(session.id, "a", ("127.0.0.1", 40000 + 2 * n)),
+                                 relay.update(session.id, "b", ("127.0.0.1", 41000 + 2 * n)))
+            return await relay.release(session.id)
+
+        results = await asyncio.wait_for(asyncio.gather(*(cycle(n) for n in range(400))), 20)
+        assert len(results) == 400
+        assert (await relay.ping())["sessions"] == 0
+    finally:
+        await relay.stop()
