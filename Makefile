@@ -39,6 +39,7 @@ bench: $(STAMP) debian-bench-deps
 	$(PY) bench/routing.py
 	$(PY) bench/api.py
 	$(PY) bench/dtmf.py
+	$(PY) bench/ivr.py
 
 clean:
 	rm -rf $(VENV) var
