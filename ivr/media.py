@@ -116,7 +116,7 @@ class IvrStats:
     dropped_invalid: int         # not RTP version 2, malformed, or an unknown payload type
     dropped_foreign: int         # from a source other than the latched one
     send_errors: int
-    max_behind_ms: float         # the worst lateness of a tick's first frame
+    max_behind_ms: float         # the worst lateness of a phase's first frame since the last stats()
     send_seconds: float          # wall time the loop spent sending frames,
     receive_seconds: float       # receiving packets,
     detect_seconds: float        # and detecting digits and reporting events
@@ -501,21 +501,28 @@ class IvrMedia:
             self._loop.create_task(self._refill())
 
     async def _refill(self) -> None:
-        want = min(self.spare - len(self._ready), self.capacity - len(self._ready) - len(self._channels))
-        if want <= 0 or self._opening:
+        """Open channels until `spare` are ready; the worker opens a few per request, so that
+        binding sockets never holds up its tick for long."""
+        if self._opening:
             return
-        self._opening = want
-        try:
-            reply = await self._request({"op": "open", "count": want})
-        except IvrError as exc:
-            if self._dead is None:
-                log.warning("cannot open IVR channels ahead: %s", exc)
-            return
-        finally:
-            self._opening = 0
-        self._ready.extend((ch, port) for ch, port in reply["opened"])
-        if reply.get("reason"):
-            log.warning("IVR media opened %d of %d channels: %s", len(reply["opened"]), want, reply["reason"])
+        while self._dead is None:
+            want = min(self.spare - len(self._ready), self.capacity - len(self._ready) - len(self._channels))
+            if want <= 0:
+                return
+            self._opening = want
+            try:
+                reply = await self._request({"op": "open", "count": want})
+            except IvrError as exc:
+                if self._dead is None:
+                    log.warning("cannot open IVR channels ahead: %s", exc)
+                return
+            finally:
+                self._opening = 0
+            self._ready.extend((ch, port) for ch, port in reply["opened"])
+            if reply.get("reason"):
+                # Ports held by other programs: the pool is as full as it gets for now.
+                log.info("IVR media opened %d of %d channels: %s", len(reply["opened"]), want, reply["reason"])
+                return
 
     # --- internals: what the worker says ---------------------------------------------------------
 

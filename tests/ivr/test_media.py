@@ -464,3 +464,78 @@ async def test_bad_requests_are_refused_clearly(ivr):
         await unreachable.start()
     assert isinstance(IvrDied("x"), IvrError)
     assert ivr.alive
+
+
+async def test_30ms_packets_and_a_codec_change(ivr, phones):
+    """Audio in 30 ms packets is cut into 20 ms frames; a re-INVITE to A-law switches both ways."""
+    phone = phones()
+    ch, port = ivr.open_nowait()
+    ivr.connect(ch, phone.addr, "PCMU", None)
+    tones = to_pcm(key_sequence("47", on_samples=800, off_samples=800, lead_samples=800))
+    codes = g711.ulaw_encode(np.concatenate([tones, np.zeros(1600, np.int16)])).tobytes()
+    for i in range(0, len(codes), 240):
+        phone.send(port, phone.rtp.packet(codes[i:i + 240]))
+        await asyncio.sleep(0.030)
+    await ivr.events.wait(lambda e: isinstance(e, Digit), count=2)
+    ivr.register_clip("c", noise(5 * FRAME, seed=8))
+    ivr.connect(ch, phone.addr, "PCMA", None)
+    ivr.play(ch, ["c"], token=5)
+    await ivr.events.wait(lambda e: isinstance(e, PlaybackDone))
+    phone.rtp = RtpSender(8)
+    alaw = g711.alaw_encode(to_pcm(key_sequence("8", on_samples=800, off_samples=1600))).tobytes()
+    await phone.send_audio(port, alaw)
+    await ivr.events.wait(lambda e: isinstance(e, Digit), count=3)
+    assert [e.digit for e in ivr.events if isinstance(e, Digit)] == ["4", "7", "8"]
+    payloads = [p.payload for p in phone.packets() if p.payload_type == 8]
+    find_run(payloads, frames_of(g711.alaw_encode(noise(5 * FRAME, seed=8)).tobytes()))
+
+
+async def test_clips_before_start_and_a_failing_event_handler(phones):
+    seen: list = []
+
+    def handler(event) -> None:
+        seen.append(event)
+        if len(seen) == 1:
+            raise RuntimeError("a bug in the call core")
+
+    base = port_base(20)
+    media = IvrMedia(HOST, base, base + 19, on_event=handler, spare=2)
+    media.register_clip("early", noise(3 * FRAME, seed=9))
+    await media.start()
+    try:
+        phone = phones()
+        ch, _ = media.open_nowait()
+        media.connect(ch, phone.addr, "PCMU", None)
+        media.play(ch, ["early"], token=1)
+        deadline = time.monotonic() + 5
+        while len(seen) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        media.play(ch, ["early"], token=2)
+        while len(seen) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert seen == [PlaybackDone(ch, 1), PlaybackDone(ch, 2)]
+        assert media.clip_seconds("early") == 0.06
+    finally:
+        await media.stop()
+
+
+async def test_over_ipv6(phones):
+    events = Events()
+    base = port_base(20)
+    media = IvrMedia("::1", base, base + 19, on_event=events.append, spare=2)
+    await media.start()
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("::1", 0))
+        sock.setblocking(False)
+        ch, port = media.open_nowait()
+        media.connect(ch, sock.getsockname()[:2], "PCMU", EVENT_PT)
+        data, src = await asyncio.wait_for(asyncio.get_running_loop().sock_recvfrom(sock, 2048), 3)
+        assert src[:2] == ("::1", port) and RtpPacket.parse(data).payload_type == 0
+        for packet in RtpSender(0).key_press("9", EVENT_PT):
+            sock.sendto(packet, ("::1", port))
+        [digit] = await events.wait(lambda e: isinstance(e, Digit))
+        assert digit.digit == "9" and digit.source == "rfc4733"
+    finally:
+        sock.close()
+        await media.stop()
