@@ -230,6 +230,9 @@ class Worker:
             for c in [c for c in self.recording.values() if now >= c.rec_deadline]:
                 self.finish_recording(c)
         self.report(now)
+        # Normally commands are read while waiting for the next slot; a loop that runs behind
+        # for a while never waits, so each tick also gives them a moment.
+        self.handle_control(monotonic() + 0.001)
         phases[2] += monotonic() - received
 
     def send_frames(self, n: int, slot: float, group: dict[int, Channel]) -> None:

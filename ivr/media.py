@@ -457,8 +457,11 @@ class IvrMedia:
 
     def _pump(self) -> None:
         sock = self._sock
-        if sock is None or self._dead is not None:
+        if self._dead is not None and self._process is not None:
+            self._outbox.clear()      # the worker is gone: nobody will read it
             return
+        if sock is None or self._dead is not None:
+            return                    # not started yet: sent once the worker is up
         outbox = self._outbox
         while outbox:
             try:
