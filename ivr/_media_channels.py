@@ -34,7 +34,7 @@ class Channel:
     """One IVR channel: its RTP socket, where media goes, what it plays, what it hears."""
 
     __slots__ = (
-        "id", "slot", "port", "sock", "rtcp", "row", "connected", "remote", "latched", "last_rx",
+        "id", "slot", "port", "sock", "rtcp", "row", "connected", "remote", "hold", "latched", "last_rx",
         "dest", "codec", "pt", "event_pt", "ssrc", "seq", "ts_base", "marker", "tx", "silent",
         "queue", "clip", "clip_id", "pos", "gen", "pending", "has_frame", "rec", "rec_token",
         "rec_limit", "rec_deadline", "rfc4733", "dedup", "sendto", "recvfrom_into",
@@ -46,6 +46,7 @@ class Channel:
         self.sendto, self.recvfrom_into = sock.sendto, sock.recvfrom_into     # looked up once
         self.connected = False
         self.remote: tuple | None = None      # from SDP (connect)
+        self.hold = False                     # send nothing, even once latched
         self.latched: tuple | None = None     # source of the caller's packets
         self.last_rx = float("-inf")
         self.dest: tuple | None = None        # where frames go; None: send nothing
@@ -223,7 +224,8 @@ class ChannelCommands:
         if remote != c.remote:
             c.latched = None        # a new address takes effect; its first packet latches again
         c.remote = remote
-        dest = (c.latched or remote) if remote is not None else None
+        c.hold = bool(op.get("hold", remote is None))
+        dest = None if c.hold else (c.latched or remote)
         if dest is None:
             c.marker = True         # the first packet after the pause is marked
         c.dest = dest

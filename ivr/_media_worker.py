@@ -289,7 +289,7 @@ class Worker(ChannelCommands):
                         foreign += 1
                         continue
                     c.latched = src
-                    if c.remote is not None:
+                    if not c.hold:
                         c.dest = src
                 c.last_rx = now
                 if pt == c.pt:

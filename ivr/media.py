@@ -60,6 +60,14 @@ PART_BYTES = 48 * 1024
 MAX_CLIP_SECONDS = 600.0
 
 
+class _Unusable(Exception):
+    """A media address from SDP that this channel cannot send to."""
+
+
+class _Hold(Exception):
+    """An SDP address that asks for no media."""
+
+
 # --- the control side -----------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -221,19 +229,38 @@ class IvrMedia:
         return ch, port
 
     def connect(self, ch: int, remote: Address | None, codec: str, event_pt: int | None) -> None:
-        """Where the channel's media goes (the caller's SDP) and how it is encoded. `remote`
-        None sends nothing (hold, or no address yet) while still listening; the first RTP
-        packet from the caller latches the destination to its source (symmetric RTP).
-        `event_pt` is the telephone-event payload type, or None when none was negotiated.
-        May be called again (re-INVITE)."""
+        """Where the channel's media goes (the caller's SDP) and how it is encoded. May be
+        called again (re-INVITE). `event_pt` is the telephone-event payload type, or None when
+        none was negotiated.
+
+        `remote` (ip, port): frames go there until the caller's first RTP packet latches them
+        to its source (symmetric RTP). None: hold (c=0.0.0.0, or port 0), nothing is sent
+        while still listening. An address this channel cannot send to (a host name, which
+        would need DNS here, or the other IP version) is logged and the channel waits for
+        the caller's first packet to learn where to send."""
         if codec not in CODECS:
             raise ValueError(f"codec must be PCMU or PCMA, got {codec!r}")
         if event_pt is not None and (isinstance(event_pt, bool) or not isinstance(event_pt, int)
                                      or not 96 <= event_pt <= 127):
             raise ValueError(f"telephone-event payload type must be 96-127, got {event_pt!r}")
-        wire = self._wire_address(remote) if remote is not None else None
+        wire, hold = None, remote is None
+        if remote is not None:
+            try:
+                wire = self._wire_address(remote)
+            except _Unusable as exc:
+                log.warning("IVR channel %s: %s; sending once the caller's first packet arrives", ch, exc)
+            except _Hold:
+                hold = True
         if self._usable(ch):
-            self._op({"op": "connect", "ch": ch, "remote": wire, "codec": codec, "event_pt": event_pt})
+            self._op({"op": "connect", "ch": ch, "remote": wire, "hold": hold, "codec": codec,
+                      "event_pt": event_pt})
+
+    def port_of(self, ch: int) -> int:
+        """The channel's local RTP port (for an SDP answer to a re-INVITE)."""
+        state = self._channels.get(ch)
+        if state is None:
+            raise ValueError(f"IVR channel {ch!r} is not open")
+        return state.port
 
     def register_clip(self, clip_id: str, pcm: np.ndarray) -> None:
         """Make audio (int16 8 kHz mono) playable as `clip_id`; encoded here once per codec,
@@ -329,15 +356,17 @@ class IvrMedia:
         try:
             host, port = address
         except (TypeError, ValueError):
-            raise ValueError(f"remote must be (ip, port), got {address!r}") from None
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535:
+            raise ValueError(f"remote must be (ip, port) or None, got {address!r}") from None
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"bad RTP port {port!r} for {host}")
+        if port == 0:
+            raise _Hold()            # a rejected stream: nothing to send
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            raise ValueError(f"remote media address must be an IP address, got {host!r}") from None
+            raise _Unusable(f"media address {host!r} is not an IP address") from None
         if (ip.version == 6) != (self.family == socket.AF_INET6):
-            raise ValueError(f"media address {host} is IPv{ip.version}; IVR media is bound to {self.host}")
+            raise _Unusable(f"media address {host} is IPv{ip.version}; IVR media is bound to {self.host}")
         return [str(ip), port]
 
     def _op(self, op: dict) -> None:
