@@ -254,7 +254,7 @@ async def run_level(n_calls: int, seconds: float, port_min: int, load_procs: int
             failures.append(event)
 
     failures: list = []
-    media = IvrMedia("127.0.0.1", port_min, port_min + 2 * n_calls + 64, on_event=on_event,
+    media = IvrMedia("127.0.0.1", port_min, port_min + 2 * n_calls + 200, on_event=on_event,
                      spare=min(n_calls, 256), timeout=5.0)
     await media.start()
     for clip in GREETING:
@@ -367,7 +367,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", default="100,500,1000", help="comma-separated call counts")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds measured per level (default 10)")
-    ap.add_argument("--port-min", type=int, default=40000, help="first IVR port (default 40000)")
+    ap.add_argument("--port-min", type=int, default=62000,
+                    help="first IVR port (default 62000: above the ephemeral range)")
     ap.add_argument("--load-processes", type=int, default=0,
                     help=f"processes playing the callers (default: one per {CALLS_PER_LOAD_PROCESS} calls)")
     args = ap.parse_args()

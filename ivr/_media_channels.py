@@ -81,8 +81,13 @@ class ChannelCommands:
     state used here: channels, free ports, detector, groups, clips, the control socket)."""
 
     def handle_control(self, deadline: float) -> None:
-        """Commands until none is waiting or the next slot is due (the rest waits a moment)."""
+        """Commands, one at a time, until none is waiting or the next send point is due: a
+        message may carry hundreds (a burst of calls), and the rest waits in the backlog."""
+        backlog = self.backlog
         while monotonic() < deadline:
+            if backlog:
+                self.do(backlog.popleft())
+                continue
             try:
                 data = self.control.recv(256 * 1024)
             except BlockingIOError:
@@ -99,11 +104,11 @@ class ChannelCommands:
                     self.clip_part(message, blob)
                     continue
                 ops = message["ops"]
+                if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
+                    raise TypeError("ops must be a list of objects")
+                backlog.extend(ops)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 warn(f"unreadable control message ({exc}): {data[:80]!r}")
-                continue
-            for op in ops:
-                self.do(op)
 
     def do(self, op: dict) -> None:
         reply = None
@@ -117,8 +122,9 @@ class ChannelCommands:
             reason = f"{op.get('op')} failed: {type(exc).__name__}: {exc}"
             warn(reason)
             reply = {"error": "failed", "reason": reason}
-            if "ch" in op and op["ch"] in self.channels:
-                self.events.append(["failed", op["ch"], reason])
+            ch = op.get("ch")
+            if isinstance(ch, int) and ch in self.channels:
+                self.events.append(["failed", ch, reason])
         if "id" in op:
             reply = reply or {}
             reply["id"] = op["id"]

@@ -123,6 +123,7 @@ class Worker(ChannelCommands):
         self.control_poll = select.epoll()
         self.control_poll.register(control.fileno(), select.EPOLLIN)
         self.outbox: deque[bytes] = deque()
+        self.backlog: deque[dict] = deque()      # commands received and not yet done
         self.waiting_for_room = False
         self.events: list[list] = []
         self.running = True
@@ -146,6 +147,9 @@ class Worker(ChannelCommands):
             slot = start + k * step
             wait = slot - monotonic()
             if wait > 0:
+                if self.backlog:
+                    self.handle_control(slot)
+                    continue
                 for _, mask in poll(wait):
                     if mask & select.EPOLLOUT:
                         self.flush_out()
