@@ -1,10 +1,10 @@
 """Who is calling: a trunk, one of our phones, or someone who must prove it first.
 
-An INVITE that arrives from a trunk's address is that trunk's. One from the exact address
-(and transport) a device registered from is that device's: it proved who it is when it
-registered, and that address is where its calls ring anyway; softphones (pyVoIP among them)
-that answer INVITE challenges badly still work. Anything else is challenged with 407 and
-must answer with the device's digest credentials (RFC 3261 §22.3, RFC 7616).
+An INVITE from the exact address (and transport) a device registered from is that
+device's: it proved who it is when it registered, and that address is where its calls ring
+anyway; softphones (pyVoIP among them) that answer INVITE challenges badly still work. One
+from a trunk's address is that trunk's. Anything else is challenged with 407 and must answer
+with the device's digest credentials (RFC 3261 §22.3, RFC 7616).
 """
 from __future__ import annotations
 
@@ -39,16 +39,18 @@ class CallerIdentifier:
 
     def __call__(self, req: Request, source: Address, transport: str,
                  now: float) -> DeviceCaller | TrunkCaller | Response:
-        trunk = self.trunk_for_source(source[0], source[1])
-        if trunk is not None:
-            return TrunkCaller(trunk.name, unescape(req.from_.uri.user or "") or None, trunk_id=trunk.id)
+        # A registered device's exact address first: a trunk may be recognised by its host
+        # alone (any port), and a phone can share that host.
         user = unescape(req.from_.uri.user or "").lower()
         if user:
             for binding in self.bindings.lookup(user, now):
                 if binding.received == source and binding.transport == transport:
                     return DeviceCaller(user)
-            if not self.auth_required and self.credentials(user) is not None:
-                return DeviceCaller(user)
+        trunk = self.trunk_for_source(source[0], source[1])
+        if trunk is not None:
+            return TrunkCaller(trunk.name, unescape(req.from_.uri.user or "") or None, trunk_id=trunk.id)
+        if user and not self.auth_required and self.credentials(user) is not None:
+            return DeviceCaller(user)
         realm = self.realm(req)
         chosen = None
         for value in req.get_all("proxy-authorization"):

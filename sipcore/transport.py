@@ -105,6 +105,9 @@ class SipServer:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting: dict[tuple[str, tuple[str, int]], list[bytes]] = {}
+        # Verifies peers' certificates by default; a deployment with private CAs sets its own.
+        self.client_ssl_context: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -154,11 +157,38 @@ class SipServer:
             if item.transport == "UDP":
                 udp.sendto(item.data, item.addr)
                 continue
-            conn = self.connections.get((item.transport, item.addr))
-            if conn is None:
-                log.info("no %s connection to %s:%s for a response; dropped", item.transport, *item.addr)
+            key = (item.transport, item.addr)
+            conn = self.connections.get(key)
+            if conn is not None:
+                conn.transport.write(item.data)
                 continue
-            conn.transport.write(item.data)
+            # No connection yet (a trunk over TCP or TLS, a phone whose connection closed):
+            # open one and send once it is up, keeping the order of what was queued meanwhile.
+            queued = self._connecting.get(key)
+            if queued is None:
+                self._connecting[key] = [item.data]
+                self._loop.create_task(self._connect(item.transport, item.addr))
+            else:
+                queued.append(item.data)
+
+    async def _connect(self, transport: str, addr: tuple[str, int]) -> None:
+        key = (transport, addr)
+        try:
+            ctx = None
+            if transport == "TLS":
+                ctx = self.client_ssl_context or ssl.create_default_context()
+            _, stream = await asyncio.wait_for(self._loop.create_connection(
+                lambda: _Stream(self, transport), addr[0], addr[1], ssl=ctx), timeout=10)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            dropped = self._connecting.pop(key, [])
+            log.warning("cannot open %s to %s:%s (%s); %d message(s) dropped (transactions will time out)",
+                        transport, addr[0], addr[1], exc or "timed out", len(dropped))
+            return
+        # Responses come back on this connection from the peer's own address; index it under
+        # the address we dialled as well, which is what our transactions send to.
+        self.connections[key] = stream
+        for data in self._connecting.pop(key, []):
+            stream.transport.write(data)
 
     def rearm(self) -> None:
         """Something outside a SIP event (a digit from the media side) created timers."""
