@@ -174,7 +174,7 @@ class Worker(ChannelCommands):
         started = monotonic()
         self.send_frames(n, slot, self.groups[phase])
         now = monotonic()
-        self.receive(now)
+        self.receive(now, slot + self.tick / PHASES)
         received = monotonic()
         phases = self.phases
         phases[0] += now - started
@@ -249,8 +249,13 @@ class Worker(ChannelCommands):
         c.clip = c.clip_id = None
         self.events.append(["done", c.id, c.gen])
 
-    def receive(self, now: float) -> None:
+    def receive(self, now: float, deadline: float) -> None:
+        """What has arrived, until the next send point is due: sending is what must be on
+        time, packets can wait in their sockets. At least a share of the channels is read
+        every time (each channel sends one packet a tick, and there are PHASES calls a tick),
+        so that a loop running behind still keeps pace with what arrives."""
         by_fd = self.by_fd
+        at_least = len(by_fd) // PHASES + 16
         buf = self.scratch
         view = self.scratch_view
         ready = self.ready
@@ -259,11 +264,15 @@ class Worker(ChannelCommands):
         maxevents = max(1, len(by_fd))
         size = len(buf)                 # a datagram that fills it was truncated: too big for RTP audio
         received = invalid = foreign = 0
+        out_of_time = False
         for _ in range(RECEIVE_PASSES):
             events = self.media_poll.poll(0, maxevents)
-            if not events:
+            if not events or out_of_time:
                 break
             for fd, _ in events:
+                if received >= at_least and not received & 31 and monotonic() >= deadline:
+                    out_of_time = True    # the rest stay readable for the next call
+                    break
                 c = by_fd.get(fd)
                 if c is None:
                     continue
