@@ -63,6 +63,7 @@ SILENCE = {"PCMU": bytes([ULAW_SILENCE]) * FRAME, "PCMA": bytes([ALAW_SILENCE]) 
 CN_PT = 13                    # comfort noise (RFC 3389): accepted and ignored
 MAX_BEHIND = 0.2              # a stall longer than this skips frames instead of bursting
 PHASES = 4                    # send points per tick; each channel has one
+POINTS = PHASES + 1           # and then the detection point: 4 ms apart at the usual tick
 MAX_PENDING = 10 * FRAME      # audio a channel may have waiting beyond one frame per round
 EXTRA_ROUNDS = 3              # detector rounds per tick for channels that got several frames
 RECEIVE_PASSES = 4            # sockets still readable are read again, up to this many times
@@ -139,8 +140,8 @@ class Worker(ChannelCommands):
 
     def run(self) -> None:
         start = monotonic()
-        k = 0                                      # sub-slots since start: PHASES per tick
-        step = self.tick / PHASES
+        k = 0                                      # points since start: POINTS per tick
+        step = self.tick / POINTS
         poll = self.control_poll.poll
         counters = self.counters
         while self.running:
@@ -158,39 +159,44 @@ class Worker(ChannelCommands):
                 continue
             if -wait > MAX_BEHIND:
                 skip = int(-wait / step)
+                ticks, rest = divmod(skip, POINTS)
                 sizes = [sum(1 for c in group.values() if c.dest is not None) for group in self.groups]
-                skipped = (skip // PHASES) * sum(sizes) + sum(sizes[(k + j) % PHASES] for j in range(skip % PHASES))
+                skipped = ticks * sum(sizes) + sum(sizes[(k + j) % POINTS] for j in range(rest)
+                                                   if (k + j) % POINTS < PHASES)
                 counters["frames_skipped"] += skipped
                 counters["frames_late"] += skipped
                 k += skip
                 slot = start + k * step
-            self.run_slot(k // PHASES, k % PHASES, slot)
+            self.run_point(k // POINTS, k % POINTS, slot, slot + step)
             k += 1
 
-    def run_slot(self, n: int, phase: int, slot: float) -> None:
-        """One phase of tick n: its channels' frames, what has arrived, and at the end of the
-        tick the digits and events."""
+    def run_point(self, n: int, point: int, slot: float, next_slot: float) -> None:
+        """One point of tick n: a send point sends its group's frames, the detection point
+        (the last) runs the detector over the tick's audio and reports; both then receive
+        what has arrived, until the next point."""
         self.tick_no = n
-        started = monotonic()
-        self.send_frames(n, slot, self.groups[phase])
-        now = monotonic()
-        self.receive(now, slot + self.tick / PHASES)
-        received = monotonic()
         phases = self.phases
-        phases[0] += now - started
-        phases[1] += received - now
-        if phase != PHASES - 1:
+        started = monotonic()
+        if point < PHASES:
+            self.send_frames(n, slot, self.groups[point])
+            now = monotonic()
+            self.receive(now, next_slot)
+            phases[0] += now - started
+            phases[1] += monotonic() - now
             return
         self.counters["ticks"] += 1
+        self.receive(started, next_slot)
+        now = monotonic()
+        phases[1] += now - started
         self.detect(now)
         if self.recording:
             for c in [c for c in self.recording.values() if now >= c.rec_deadline]:
                 self.finish_recording(c)
         self.report(now)
-        # Normally commands are read while waiting for the next slot; a loop that runs behind
+        # Normally commands are read while waiting for the next point; a loop that runs behind
         # for a while never waits, so each tick also gives them a moment.
         self.handle_control(monotonic() + 0.001)
-        phases[2] += monotonic() - received
+        phases[2] += monotonic() - now
 
     def send_frames(self, n: int, slot: float, group: dict[int, Channel]) -> None:
         late_at = slot + self.late
