@@ -331,7 +331,8 @@ async def run_level(n_calls: int, seconds: float, port_min: int, load_procs: int
             missed += len(want) - matched
             extra += len(got) - matched
             if got != want:
-                wrong_calls.append({"call": i, "sent": "".join(want), "recognised": "".join(got)})
+                wrong_calls.append({"call": i, "sent": "".join(want), "recognised": "".join(got),
+                                    "sources": "".join(src[0] for _, src in digits.get(channels[i], []))})
     sources = [s for v in digits.values() for _, s in v]
     frames = after.frames_sent - before.frames_sent
     late = after.frames_late - before.frames_late

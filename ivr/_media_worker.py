@@ -125,6 +125,8 @@ class Worker(ChannelCommands):
         self.control_poll.register(control.fileno(), select.EPOLLIN)
         self.outbox: deque[bytes] = deque()
         self.backlog: deque[dict] = deque()      # commands received and not yet done
+        self.rotor = 0                           # where receiving starts among ready sockets
+        self.busy_at_beat = 0.0
         self.waiting_for_room = False
         self.events: list[list] = []
         self.running = True
@@ -275,10 +277,17 @@ class Worker(ChannelCommands):
             events = self.media_poll.poll(0, maxevents)
             if not events or out_of_time:
                 break
+            # epoll hands the ready sockets back in the same order each time: when time runs
+            # out part way, the next call starts where this one stopped, or the last sockets
+            # in that order would wait for ever (and a key press's packets arrive seconds apart).
+            start = self.rotor % len(events)
+            if start:
+                events = events[start:] + events[:start]
             for fd, _ in events:
                 if received >= at_least and not received & 31 and monotonic() >= deadline:
                     out_of_time = True    # the rest stay readable for the next call
                     break
+                self.rotor += 1
                 c = by_fd.get(fd)
                 if c is None:
                     continue
@@ -403,8 +412,12 @@ class Worker(ChannelCommands):
                 self.send(json.dumps({"events": events[start:start + EVENTS_PER_MESSAGE]}).encode())
             self.events = []
         if now - self.last_beat >= BEAT:
-            self.last_beat = now
-            self.send(b'{"beat":%d}' % self.tick_no)
+            # How much of the last beat the loop spent working: the parent refuses new
+            # channels when it nears 1 (every call would suffer, not just the new one).
+            busy = sum(self.phases)
+            load = (busy - self.busy_at_beat) / max(now - self.last_beat, 1e-3)
+            self.busy_at_beat, self.last_beat = busy, now
+            self.send(b'{"beat":%d,"load":%.3f}' % (self.tick_no, min(load, 9.999)))
         if now - self.last_gc >= GC_EVERY:
             self.last_gc = now
             gc.collect(1)    # the loop makes no cycles to speak of; this keeps it that way

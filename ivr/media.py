@@ -89,12 +89,14 @@ class IvrMedia:
     `tick` paces the frames: 0.020 is real time; tests may run faster. `timeout` bounds
     start-up, stats() and how long the worker may stay silent before it counts as dead.
     `spare` channels are kept open ahead of need; `relatch_gap` is the silence (seconds)
-    after which a channel accepts media from a new source (see docs/ivr-media.md).
+    after which a channel accepts media from a new source (see docs/ivr-media.md). New
+    channels are refused (IvrFull) while the worker's loop is busier than `max_load` (the
+    share of its time spent working, reported four times a second as `load`).
     """
 
     def __init__(self, host: str, port_min: int, port_max: int, advertise: str | None = None, *,
                  on_event: Callable[[IvrEvent], None], tick: float = 0.020, timeout: float = 2.0,
-                 spare: int = 32, relatch_gap: float = 1.0):
+                 spare: int = 32, relatch_gap: float = 1.0, max_load: float = 0.9):
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
@@ -106,8 +108,8 @@ class IvrMedia:
                              f"and room for one even/odd pair")
         if not 0.001 <= tick <= 0.1:
             raise ValueError(f"tick must be between 0.001 and 0.1 seconds, got {tick!r}")
-        if timeout <= 0 or spare < 1 or relatch_gap <= 0:
-            raise ValueError("timeout, spare and relatch_gap must be positive")
+        if timeout <= 0 or spare < 1 or relatch_gap <= 0 or max_load <= 0:
+            raise ValueError("timeout, spare, relatch_gap and max_load must be positive")
         self.host = host
         self.family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         self.port_min = port_min
@@ -118,6 +120,8 @@ class IvrMedia:
         self.timeout = timeout
         self.spare = spare
         self.relatch_gap = relatch_gap
+        self.max_load = max_load
+        self.load = 0.0                   # share of the worker's time spent working, lately
         self.capacity = len(range(port_min + (port_min & 1), port_max, 2))
         self.pid: int | None = None
         self._process: subprocess.Popen | None = None
@@ -223,6 +227,9 @@ class IvrMedia:
         if not self._ready:
             self._kick()
             raise IvrFull(f"no free IVR channel ({len(self._channels)} of {self.capacity} in use)")
+        if self.load > self.max_load:
+            raise IvrFull(f"IVR media is overloaded: its loop is busy {self.load:.0%} of the time "
+                          f"with {len(self._channels)} channels")
         ch, port = self._ready.pop()
         self._channels[ch] = _Channel(port)
         self._kick()
@@ -491,6 +498,8 @@ class IvrMedia:
                 continue
             if "events" in message:
                 self._deliver_events(message["events"])
+            elif "beat" in message:
+                self.load = float(message.get("load", 0.0))
             elif "rec" in message:
                 self._recording_part(message, blob)
             elif "ready" in message or "id" in message:

@@ -569,3 +569,21 @@ async def test_port_zero_is_hold(ivr, phones):
     await phone.press(port, "2")
     await ivr.events.wait(lambda e: isinstance(e, Digit))    # still listening
     assert not phone.received                                # but sending nothing
+
+
+async def test_an_overloaded_worker_refuses_new_channels(phones):
+    media = await started(20, on_event=lambda e: None, spare=4, max_load=1e-6)
+    try:
+        ch, _ = media.open_nowait()
+        media.connect(ch, phones().addr, "PCMU", None)      # it now has work every tick
+        deadline = time.monotonic() + 3
+        while media.load <= 1e-6:
+            assert time.monotonic() < deadline, "no load reported"
+            await asyncio.sleep(0.05)
+        with pytest.raises(IvrFull, match="overloaded") as info:
+            media.open_nowait()
+        assert info.value.status == 503
+        media.max_load = 0.9                                # what a real setting allows
+        media.open_nowait()
+    finally:
+        await media.stop()
