@@ -343,7 +343,7 @@ async def run_level(n_calls: int, seconds: float, port_min: int, load_procs: int
         "calls": n_calls,
         "prompt_frames_sent": frames,
         "prompt_frames_late": late,
-        "late_pct": 100.0 * late / max(frames, 1),
+        "late_pct": 100.0 * late / max(frames + after.frames_skipped - before.frames_skipped, 1),
         "frames_skipped": after.frames_skipped - before.frames_skipped,
         "max_behind_ms": after.max_behind_ms,
         "digits_sent": sent_digits,
@@ -386,7 +386,7 @@ def main() -> int:
             r = asyncio.run(run_level(n, args.seconds, args.port_min,
                                       args.load_processes or -(-n // CALLS_PER_LOAD_PROCESS), prompts))
             results.append(r)
-            print(f"{n} calls: {r['late_pct']:.3f}% of {r['prompt_frames_sent']} prompt frames late "
+            print(f"{n} calls: {r['late_pct']:.3f}% of {r['prompt_frames_sent'] + r['frames_skipped']} prompt frames late "
                   f"(skipped {r['frames_skipped']}, worst {r['max_behind_ms']:.1f} ms behind), digits "
                   f"{r['digits_recognised']}/{r['digits_sent']} ({r['digits_inband']} in-band, "
                   f"{r['digits_rfc4733']} RFC 4733; missed {r['digits_missed']}, extra {r['digits_extra']}), "
