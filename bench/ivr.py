@@ -338,7 +338,7 @@ async def run_level(n_calls: int, seconds: float, port_min: int, load_procs: int
     late = after.frames_late - before.frames_late
     slots = sum(x["packet_slots"] for x in loads)
     send_seconds = max(x["send_seconds"] for x in loads)
-    expected_prompt = n_calls * seconds / TICK
+    expected_prompt = n_calls * send_seconds / TICK
     return {
         "calls": n_calls,
         "prompt_frames_sent": frames,

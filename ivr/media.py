@@ -103,7 +103,7 @@ class IvrMedia:
             raise ValueError(f"IVR media host must be an IP address, got {host!r}") from None
         if advertise is None and ip.is_unspecified:
             raise ValueError(f"IVR media host {host} is a wildcard: give the address to advertise in SDP")
-        if not (0 < port_min <= port_max <= 65535) or port_max - port_min + (port_min & 1) < 1:
+        if not (0 < port_min < port_max <= 65535) or not range(port_min + (port_min & 1), port_max, 2):
             raise ValueError(f"IVR media ports {port_min}-{port_max}: need 0 < min < max <= 65535 "
                              f"and room for one even/odd pair")
         if not 0.001 <= tick <= 0.1:

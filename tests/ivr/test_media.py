@@ -466,6 +466,10 @@ async def test_bad_requests_are_refused_clearly(ivr):
         ivr.port_of(123456)
     with pytest.raises(ValueError, match="wildcard"):
         IvrMedia("0.0.0.0", 40000, 40010, on_event=print)
+    for low, high in ((40001, 40002), (40000, 40000), (0, 10), (40000, 70000)):
+        with pytest.raises(ValueError, match="even/odd pair"):
+            IvrMedia(HOST, low, high, on_event=print)
+    assert IvrMedia(HOST, 40001, 40003, on_event=print).capacity == 1
     unreachable = IvrMedia("192.0.2.1", 40000, 40010, on_event=print)
     with pytest.raises(IvrDied, match="cannot bind"):
         await unreachable.start()
