@@ -113,6 +113,9 @@ def main() -> int:
     cfg.logConfig.consoleLevel = 0
     cfg.logConfig.msgLogging = 1
     cfg.logConfig.filename = args.log
+    # The caller connects no audio, so PJSUA would close the null sound device after 1 s idle;
+    # that device is the clock that sends RFC 4733 events, so a later key would never go out.
+    cfg.medConfig.sndAutoCloseTime = -1
     ep.libInit(cfg)
     tc = pj.TransportConfig()
     tc.boundAddress = "127.0.0.1"
