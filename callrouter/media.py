@@ -17,11 +17,10 @@ log = logging.getLogger("callrouter.media")
 
 # Control requests in flight at once, allocations and the rest (updates, releases) each their
 # own share, so that new calls never wait behind the bookkeeping of calls in progress. The
-# control channel is an AF_UNIX SEQPACKET pair, whose queue holds net.unix.max_dgram_qlen
-# messages (10 by default): past that, sends wait for room, and with a few hundred requests
-# outstanding the channel was seen to stall for good.
-IN_FLIGHT_ALLOCATIONS = 4
-IN_FLIGHT_OTHERS = 4
+# control channel (an AF_UNIX SEQPACKET pair) queues only net.unix.max_dgram_qlen messages
+# (10 by default); MediaRelay makes further senders wait in order.
+IN_FLIGHT_ALLOCATIONS = 32
+IN_FLIGHT_OTHERS = 32
 
 
 class RelayPool:
