@@ -120,3 +120,75 @@ async def test_sigkill_mid_burst_keeps_every_acknowledged_write_whole(tmp_path, 
                 assert (await r.json())["total"] == 0
     finally:
         server.stop()
+
+
+ORDERS = 60
+KILL_AFTER_ORDERS = 20
+
+
+async def test_sigkill_mid_order_burst_leaves_no_order_half_written(tmp_path, store_url):
+    """Number orders reserve at the carrier and store the order and its numbers in one
+    transaction: after a SIGKILL every acknowledged order is there with all its numbers, and
+    every order in the store (acknowledged or not) has all its numbers and no number is left
+    without its order."""
+    from tests.server import ROOT, org_document
+
+    owner = "cr_" + secrets.token_urlsafe(24)
+    server = ServerProcess(tmp_path / "server", prepare=lambda store: add_api_token(store, owner, "OWNER"),
+                           org=org_document(austin={"pstn": {"type": "CALLING_PLAN"}}),
+                           settings={"store": {"url": store_url}, "log": {"level": "WARNING"},
+                                     "carrier": {"simulator": str(ROOT / "config" / "carrier-sim.yaml")}})
+    server.start()
+    base, auth = f"http://127.0.0.1:{server.api_port}", {"Authorization": f"Bearer {owner}"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/v1/locations?name=Austin", headers=auth) as r:
+                location_id = (await r.json())["items"][0]["id"]
+            async with session.get(f"{base}/v1/numbers?locationId={location_id}&max=1000", headers=auth) as r:
+                before = {n["phoneNumber"] for n in (await r.json())["items"]}
+
+        acked: dict[int, dict] = {}
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(ORDERS):
+            queue.put_nowait(i)
+        killed = asyncio.Event()
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            while not queue.empty() and not killed.is_set():
+                i = queue.get_nowait()
+                body = {"locationId": location_id, "kind": "SEARCH", "quantity": 2, "search": {"city": "Austin"}}
+                try:
+                    async with session.post(f"{base}/v1/numberOrders", json=body,
+                                            headers={**auth, "Idempotency-Key": f"order-{i}"}) as response:
+                        answer = await response.json()
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    continue
+                assert response.status == 201, answer
+                acked[i] = answer
+                if len(acked) == KILL_AFTER_ORDERS and not killed.is_set():
+                    killed.set()
+                    server.proc.send_signal(signal.SIGKILL)
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))
+        assert killed.is_set(), "the burst ended before the kill"
+        assert server.proc.wait(10) == -signal.SIGKILL
+        server.start()
+
+        async with aiohttp.ClientSession() as session:
+            for order in acked.values():
+                async with session.get(f"{base}/v1/numberOrders/{order['id']}", headers=auth) as r:
+                    assert r.status == 200
+                    assert (await r.json())["phoneNumbers"] == order["phoneNumbers"]
+            async with session.get(f"{base}/v1/numberOrders?max=1000", headers=auth) as r:
+                orders = (await r.json())["items"]
+            assert len(orders) >= len(acked)
+            ordered = [n for order in orders for n in order["phoneNumbers"]]
+            assert all(len(order["phoneNumbers"]) == 2 for order in orders), orders
+            assert len(ordered) == len(set(ordered))
+            async with session.get(f"{base}/v1/numbers?locationId={location_id}&max=1000", headers=auth) as r:
+                stored = {n["phoneNumber"]: n for n in (await r.json())["items"]}
+            assert set(stored) - before == set(ordered)  # no number without its order, none missing
+            assert all(stored[n]["state"] == "INACTIVE" for n in ordered)  # terms not accepted yet
+    finally:
+        server.stop()
