@@ -11,7 +11,6 @@ import asyncio
 import gc
 import logging
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -223,6 +222,3 @@ def _person_of(directory: Directory, party: dict[str, Any]) -> str | None:
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
-
-def wall_clock() -> float:
-    return time.time()

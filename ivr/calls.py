@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ivr.dtmf_events import SipInfoDtmf, SipInfoDtmfError
-from ivr.menu import Hangup, MenuSession, Play, PromptKind, PromptRef, StopPlayback, TargetKind, Transfer
+from ivr.menu import Hangup, MenuSession, Play, PromptRef, StopPlayback, Transfer
 from sipcore.sdp import LegOrigin, NoCommonCodec, SdpError, make_answer, negotiate, parse, rtp_destination
 
 log = logging.getLogger("ivr.calls")

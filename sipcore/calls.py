@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .dialog import Dialog
-from .message import Request, Response
+from .message import Request
 from .transaction import ClientTransaction, ServerTransaction
 
 Address = tuple[str, int]
